@@ -1,0 +1,137 @@
+"""The ``ampt-sandbox`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="ampt-sandbox",
+    help="Run a WebSocket app written for the ampt ws and data SDK on this machine.",
+    no_args_is_help=True,
+    # Local variables may hold the admin token: never print them.
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root() -> None:
+    """Run a WebSocket app written for the ampt ws and data SDK on this machine."""
+
+
+class Environment(str, Enum):
+    sandbox = "sandbox"
+    preview = "preview"
+    stage = "stage"
+
+
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def fail(message: str) -> None:
+    """Print one error line to stderr and exit with status 1."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def setup_plain_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("ampt_sandbox")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+DataDirOption = Annotated[
+    Path, typer.Option("--data-dir", help="Folder of the data store and the state file.")
+]
+
+
+@app.command()
+def dev(
+    app_file: Annotated[Path, typer.Argument(metavar="APP.py", help="The handler module to serve.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free port.")] = 8765,
+    data_dir: DataDirOption = Path(".ampt"),
+    env: Annotated[Environment, typer.Option(help="Environment type whose limits apply.")] = Environment.sandbox,
+    burst: Annotated[Optional[int], typer.Option(help="Requests in flight at once; overrides --env, 0 is no limit.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Messages per second; overrides --env, 0 is no limit.")] = None,
+    reload: Annotated[bool, typer.Option("--reload/--no-reload", help="Reload the app when a Python file changes.")] = True,
+    watch: Annotated[Optional[list[Path]], typer.Option(help="Another folder to watch for changes; repeatable.")] = None,
+    max_message_size: Annotated[int, typer.Option(help="Largest incoming message in bytes; larger ones close with 1009.")] = 128 * 1024,
+    idle_timeout: Annotated[float, typer.Option(help="Seconds without a message before a connection closes with 1001; 0 is never.")] = 600.0,
+    max_connection_age: Annotated[float, typer.Option(help="Seconds before any connection closes with 1001; 0 is never.")] = 7200.0,
+    ping_interval: Annotated[float, typer.Option(help="Seconds between keepalive pings that find vanished clients; 0 is off.")] = 20.0,
+    ping_timeout: Annotated[float, typer.Option(help="Seconds to wait for a keepalive pong.")] = 20.0,
+    max_send_queue: Annotated[int, typer.Option(help="Bytes queued for one client before it is closed with 1008.")] = 4 * 1024 * 1024,
+    log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.")] = LogLevel.info,
+) -> None:
+    """Serve APP.py on a local WebSocket URL until Ctrl-C."""
+    import asyncio
+
+    from ..eventloop import install_event_loop_policy
+    from ..gateway.config import GatewayConfig
+    from ..gateway.dev import StartError, run_dev
+    from ..gateway.server import Gateway
+    from ..limits import resolve_limits
+    from ..store import DataStore, StoreLockedError, StoreOpenError
+
+    setup_plain_logging(log_level.value)
+    app_path = app_file.resolve()
+    if not app_path.is_file():
+        fail(f"app file not found: {app_file}; pass the path of your handler module, e.g. app.py")
+    try:
+        limits = resolve_limits(env.value, burst, rate)
+    except ValueError as exc:
+        fail(str(exc))
+
+    config = GatewayConfig(
+        app=app_path,
+        data_dir=data_dir.resolve(),
+        host=host,
+        port=port,
+        env=env.value,
+        limits=limits,
+        reload=reload,
+        watch=[path.resolve() for path in watch or []],
+        max_message_size=max_message_size,
+        idle_timeout=idle_timeout or None,
+        max_connection_age=max_connection_age or None,
+        ping_interval=ping_interval or None,
+        ping_timeout=ping_timeout or None,
+        max_send_queue=max_send_queue,
+    )
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = DataStore.open(config.data_dir)
+    except StoreLockedError as exc:
+        fail(str(exc))
+    except StoreOpenError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot use data directory {config.data_dir}: {exc.strerror or exc}")
+
+    def show_url(gateway: Gateway) -> None:
+        typer.echo(gateway.url)
+        sys.stdout.flush()
+
+    try:
+        install_event_loop_policy()
+        asyncio.run(run_dev(config, store, show_url))
+    except StartError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    app()
