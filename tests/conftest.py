@@ -86,6 +86,20 @@ class Sandbox:
         """Like ``wait_for``, but lets the test's event loop run meanwhile."""
         return await asyncio.to_thread(self.wait_for, pattern, timeout, stream)
 
+    def wait_count(self, pattern: str, count: int, timeout: float = 20.0) -> None:
+        """Wait until ``count`` lines match ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while sum(1 for line in self.stdout_lines + self.stderr_lines if regex.search(line)) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"fewer than {count} lines match {pattern!r}; output:\n{self.output}")
+                self._changed.wait(min(remaining, 0.2))
+
+    async def expect_count(self, pattern: str, count: int, timeout: float = 20.0) -> None:
+        await asyncio.to_thread(self.wait_count, pattern, count, timeout)
+
     def count(self, pattern: str) -> int:
         regex = re.compile(pattern)
         with self._changed:

@@ -18,6 +18,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
+from websockets.frames import Frame as WsFrame
 from websockets.http11 import Request, Response
 
 from ..channel.frames import Frame, Op, Status, encode_frame
@@ -64,6 +65,18 @@ class SandboxConnection(ServerConnection):
         self.request_timer = self.loop.call_later(
             self.gateway.config.handshake_timeout, self._drop_slow_handshake
         )
+
+    def process_event(self, event: Any) -> None:
+        # API Gateway caps each frame at 32 KiB as well as each message at
+        # 128 KiB; websockets' max_size covers the message only.
+        if isinstance(event, WsFrame) and len(event.data) > self.gateway.config.max_frame_size:
+            limit = self.gateway.config.max_frame_size
+            if self.client is not None and self.client.close_reason is None:
+                self.client.close_reason = f"closed with 1009: a frame of {len(event.data)} bytes is over the {limit}-byte limit"
+            self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, f"frame over {limit} bytes")
+            self.send_data()
+            return
+        super().process_event(event)
 
     def _drop_slow_handshake(self) -> None:
         logger.info("Dropping a handshake that did not complete within %g s", self.gateway.config.handshake_timeout)
