@@ -20,9 +20,10 @@ class Bridge:
 
     def __init__(self) -> None:
         self.channel: Channel | None = None
-        # Connections whose handshake completed and that have not closed, as
-        # far as this runtime has been told. A send to one of them needs no
-        # reply; any other id is checked with the gateway.
+        # Connections whose handshake completed and that have not closed,
+        # according to the OPENED and DISCONNECTED frames received so far. A
+        # send to one of them needs no reply; any other id is checked with
+        # the gateway.
         self.live: set[str] = set()
 
     def _require_channel(self) -> Channel:
@@ -47,7 +48,7 @@ class Bridge:
         return await self.call("data." + method, params)
 
     def send_unchecked(self, connection_id: str, payload: bytes) -> None:
-        """Queue a message for a connection this runtime knows to be open."""
+        """Queue a message for a connection in ``live``, without waiting for a reply."""
         channel = self._require_channel()
         channel.write(encode_frame(Op.SEND, payload, connection_id=connection_id))
 
