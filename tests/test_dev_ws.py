@@ -326,3 +326,61 @@ def test_busy_port_exits_1(tmp_path):
         result = run_cli("dev", "app.py", "--port", str(port), "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+async def test_sigterm_lets_handlers_in_flight_finish(run_sandbox):
+    sandbox = run_sandbox(
+        """
+        import asyncio
+        from ampt_sandbox import ws
+
+        @ws.on("message")
+        async def message(connection, message):
+            await connection.send("started")
+            await asyncio.sleep(1)
+            await connection.send("finished")
+
+        @ws.on("disconnected")
+        async def disconnected(connection, reason):
+            print("DISCONNECTED", reason)
+        """
+    )
+    async with connect(sandbox.url) as ws:
+        await ws.send("work")
+        assert await asyncio.wait_for(ws.recv(), 10) == "started"
+        sandbox.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(ws.recv(), 10) == "finished"
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1001
+    assert sandbox.stop() == 0
+    assert "DISCONNECTED sandbox shut down (1001)" in sandbox.output
+
+
+def test_no_runtime_left_after_stop(run_sandbox):
+    sandbox = run_sandbox(
+        """
+        from ampt_sandbox import ws
+
+        @ws.on("message")
+        async def message(connection, message):
+            pass
+        """
+    )
+    children = subprocess.run(
+        ["pgrep", "-P", str(sandbox.process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert children
+    assert sandbox.stop() == 0
+    for pid in children:
+        assert not _process_exists(int(pid))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        import os
+
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

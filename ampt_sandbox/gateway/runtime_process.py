@@ -104,6 +104,9 @@ class RuntimeProcess:
         except TimeoutError:
             self.kill()
             raise RuntimeExited(f"runtime did not start within {START_TIMEOUT:g} s") from None
+        except asyncio.CancelledError:
+            self.kill()
+            raise
 
     async def load(self, app: Path, connections: list[str]) -> LoadResult:
         """Import the app in this runtime; return whether it loaded and its handlers."""

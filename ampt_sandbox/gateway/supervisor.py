@@ -34,6 +34,7 @@ class Supervisor:
         self.active: RuntimeProcess | None = None
         self.spare: RuntimeProcess | None = None
         self.retiring: set[RuntimeProcess] = set()
+        self.starting: set[RuntimeProcess] = set()
         self.handlers: dict[str, float] = {}
         self.data_events = False
         self.loaded = False
@@ -51,7 +52,11 @@ class Supervisor:
 
     async def _spawn(self) -> RuntimeProcess:
         runtime = RuntimeProcess(next(self._numbers), self.gateway.on_frames, self._on_exit)
-        await runtime.start()
+        self.starting.add(runtime)
+        try:
+            await runtime.start()
+        finally:
+            self.starting.discard(runtime)
         return runtime
 
     async def _take_runtime(self) -> RuntimeProcess:
@@ -182,5 +187,5 @@ class Supervisor:
         self._stopping = True
         if self._spare_task is not None:
             self._spare_task.cancel()
-        runtimes = [r for r in (self.active, self.spare, *self.retiring) if r is not None]
+        runtimes = [r for r in (self.active, self.spare, *self.retiring, *self.starting) if r is not None]
         await asyncio.gather(*(runtime.stop(2.0) for runtime in runtimes), return_exceptions=True)
