@@ -27,6 +27,7 @@ from ..limits import ConcurrencyGate, TokenBucket
 from .clients import Client, describe_close, new_connection_id, new_request_id
 from .config import GatewayConfig
 from .runtime_process import RuntimeProcess
+from .static import PUBLIC_FOLDER, is_websocket_upgrade, respond_static
 from .supervisor import Supervisor
 
 logger = logging.getLogger("ampt_sandbox.gateway")
@@ -215,6 +216,8 @@ class Gateway:
     async def _process_request(self, connection: SandboxConnection, request: Request) -> Response | None:
         if connection.request_timer is not None:
             connection.request_timer.cancel()
+        if not is_websocket_upgrade(request.headers.get_all("Upgrade")):
+            return await asyncio.to_thread(respond_static, self.config.app.parent / PUBLIC_FOLDER, request)
         if self.stopping:
             return _respond(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable: the sandbox is shutting down")
         if self.state != "active":
