@@ -1,0 +1,729 @@
+"""The gateway's data store: the ``data`` SDK's calls on a journal-backed TinyDB.
+
+Every SDK call arrives as ``call(method, params)`` with JSON params and
+returns a JSON result, so the same entry point serves the Python runtime,
+the ``ampt-sandbox data`` commands and runtimes in other languages. Times
+cross that boundary as epoch milliseconds; the SDK turns them into
+datetimes.
+
+Items live in the TinyDB table ``items``, with the key as document id::
+
+    {"value": ..., "created": ms, "modified": ms, "ttl": ms, "label1": "ns:x", ...}
+
+``ttl`` and the labels are present only when set. Sorted indexes of the
+keys of each collection and of each label's values serve patterns without
+scanning. Expired items stay in the table until ``expire`` removes them,
+but no call returns them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.table import Table
+
+from ..errors import DataError, ValidationError
+from .index import Entry, SortedIndex
+from .journal import JournalStorage, StoreOpenError
+from .keys import (
+    LABEL_SLOTS,
+    Key,
+    KeyRange,
+    describe_key,
+    parse_key,
+    parse_label_slot,
+    parse_label_value,
+    parse_query,
+    parse_removal_key,
+)
+from .lock import DataDirLock, StoreLockedError
+from .merge import ADD, MISSING, merge_value
+from .values import check_item_size, check_value, resolve_ttl
+
+logger = logging.getLogger("ampt_sandbox.store")
+
+JOURNAL_FILE_NAME = "data.jsonl"
+ITEMS_TABLE = "items"
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_BATCH = 25
+
+ChangeEvent = dict[str, Any]
+
+__all__ = ["DataStore", "StoreLockedError", "StoreOpenError"]
+
+
+class ItemTable(Table):
+    """TinyDB table whose document ids are the item keys (str, not int)."""
+
+    document_id_class = str  # type: ignore[assignment]
+
+
+class StoreDatabase(TinyDB):
+    """TinyDB with str document ids and no query cache.
+
+    The DataStore writes through the storage directly, which TinyDB's query
+    cache would not notice, so the cache is off.
+    """
+
+    table_class = ItemTable
+    default_table_name = ITEMS_TABLE
+
+    def table(self, name: str, **kwargs: Any) -> Table:
+        kwargs.setdefault("cache_size", 0)
+        return super().table(name, **kwargs)
+
+
+def _with_key(error: DataError, key: str) -> DataError:
+    """Return the same kind of error with the key appended to its message."""
+    return type(error)(f"{error} (key {describe_key(key)})")
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {field: _copy_json(element) for field, element in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(element) for element in value]
+    return value
+
+
+def _split_stored(text: str) -> tuple[str | None, str]:
+    """Split a normalised key or label value into its collection and name."""
+    collection, separator, name = text.partition(":")
+    if not separator:
+        return None, text
+    return collection, name
+
+
+class DataStore:
+    """The key-value store of one data directory, owned by one process.
+
+    Use ``DataStore.open``. Calls are synchronous and serialised by a lock.
+    ``on_change`` is called after every committed change with
+    ``{"name": "created"|"updated"|"deleted", "key", "item", "previous"}``,
+    where ``item`` and ``previous`` are items with their meta fields
+    (times in epoch milliseconds) or None.
+    """
+
+    def __init__(
+        self,
+        database: StoreDatabase,
+        lock: DataDirLock | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = database
+        self.storage: JournalStorage = database.storage  # type: ignore[assignment]
+        self.on_change: Callable[[ChangeEvent], None] | None = None
+        self._lock = lock
+        self._clock = clock
+        self._mutex = threading.RLock()
+        self._closed = False
+
+        # The storage's own dict: replaced only by TinyDB writes, which a
+        # DataStore never makes.
+        self._items: dict[str, dict[str, Any]] = self.storage.read().setdefault(ITEMS_TABLE, {})
+        self._collections: dict[str, SortedIndex] = {}
+        self._labels: dict[tuple[str, str | None], SortedIndex] = {}
+        self._expiries: dict[str, int] = {}
+        self._build_indexes()
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        fsync_interval: float = 1.0,
+    ) -> DataStore:
+        """Open or create the store in ``data_dir``, taking its lock.
+
+        Args:
+            data_dir: the directory, created when missing.
+            clock: the time source in epoch seconds (tests replace it).
+            fsync_interval: seconds an acknowledged write may stay without
+                fsync.
+
+        Raises:
+            StoreLockedError: another process holds the lock.
+            StoreOpenError: the directory or the journal cannot be read;
+                the message names the file and the problem, and the file is
+                left untouched.
+        """
+        data_dir = Path(data_dir)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreOpenError(f"Cannot create the data directory {data_dir}: {exc}") from exc
+
+        try:
+            lock = DataDirLock.acquire(data_dir)
+        except OSError as exc:
+            raise StoreOpenError(f"Cannot lock the data directory {data_dir}: {exc}") from exc
+        try:
+            database = StoreDatabase(
+                data_dir / JOURNAL_FILE_NAME,
+                storage=JournalStorage,
+                fsync_interval=fsync_interval,
+            )
+            return cls(database, lock, clock=clock)
+        except BaseException:
+            lock.release()
+            raise
+
+    # Lifecycle.
+
+    def count(self) -> int:
+        """Return the number of live (unexpired) items."""
+        with self._mutex:
+            now = self._now()
+            expired = sum(1 for expires in self._expiries.values() if expires <= now)
+            return len(self._items) - expired
+
+    def flush(self) -> None:
+        """Fsync the journal so that every acknowledged write survives a power loss."""
+        with self._mutex:
+            if not self._closed:
+                self.storage.flush()
+
+    def close(self) -> None:
+        """Flush, close the journal and release the lock. Later calls do nothing."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.db.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+
+    def __enter__(self) -> DataStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # The SDK's calls.
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        """Run one SDK call: ``method`` is the SDK method's name, ``params`` its JSON arguments.
+
+        Raises:
+            ValidationError: invalid input.
+            DataError: the call failed (item exists, not numeric, store closed).
+        """
+        handler = _METHODS.get(method)
+        if handler is None:
+            raise DataError(
+                f"Unknown data method {method!r}; expected one of {', '.join(sorted(_METHODS))}"
+            )
+        if not isinstance(params, dict):
+            raise ValidationError(f"The params of data.{method} must be an object")
+        with self._mutex:
+            if self._closed:
+                raise DataError("The data store is closed")
+            return handler(self, params)
+
+    def _get(self, params: dict[str, Any]) -> Any:
+        _check_params("get", params, {"key", "limit", "reverse", "start", "meta", "label"})
+        if params.get("label") is not None:
+            return self._get_by_label(params)
+        limit = _limit_param(params)
+        reverse = _bool_param(params, "reverse", False)
+        meta = _bool_param(params, "meta", False)
+        key = _required(params, "key")
+
+        if isinstance(key, list):
+            return self._batch_get(key, meta)
+        query = parse_query(key)
+        if isinstance(query, Key):
+            document = self._live(query.text)
+            if document is None:
+                return None
+            if meta:
+                return _public_item(query.text, document, meta=True)
+            return _copy_json(document["value"])
+
+        index = self._collections.get(query.collection)
+        start = self._key_start(params.get("start"), query.collection)
+        return self._page(index, query, start, limit, reverse, meta, label_page=False)
+
+    def _get_by_label(self, params: dict[str, Any]) -> dict[str, Any]:
+        _check_params("get_by_label", params, {"label", "key", "limit", "reverse", "start", "meta"})
+        slot = parse_label_slot(params.get("label"))
+        limit = _limit_param(params)
+        reverse = _bool_param(params, "reverse", False)
+        meta = _bool_param(params, "meta", False)
+
+        query = parse_query(_required(params, "key"), what=slot)
+        if isinstance(query, Key):
+            query = KeyRange(query.collection, query.name, True, query.name, True)
+        index = self._labels.get((slot, query.collection))
+        start = _label_start(params.get("start"))
+        return self._page(index, query, start, limit, reverse, meta, label_page=True)
+
+    def _page(
+        self,
+        index: SortedIndex | None,
+        bounds: KeyRange,
+        start: Entry | None,
+        limit: int,
+        reverse: bool,
+        meta: bool,
+        *,
+        label_page: bool,
+    ) -> dict[str, Any]:
+        entries = [] if index is None else index.page(bounds, start=start, limit=limit, reverse=reverse)
+
+        # As in DynamoDB, expired items count towards the limit and are
+        # dropped from the page afterwards.
+        now = self._now()
+        items = []
+        for _, key in entries:
+            document = self._items[key]
+            if not _is_expired(document, now):
+                items.append(_public_item(key, document, meta))
+
+        result: dict[str, Any] = {"items": items}
+        if len(entries) == limit:
+            name, key = entries[-1]
+            result["last_key"] = _encode_label_start(name, key) if label_page else key
+        return result
+
+    def _batch_get(self, keys: list[Any], meta: bool) -> dict[str, Any]:
+        parsed = _batch_keys(keys, "get")
+        items = []
+        for key in parsed:
+            document = self._live(key)
+            if document is not None:
+                items.append(_public_item(key, document, meta))
+        return {"items": items}
+
+    def _set(self, params: dict[str, Any]) -> Any:
+        if "items" in params:
+            return self._batch_set(params)
+        _check_params(
+            "set",
+            params,
+            {"key", "value", "overwrite", "exists", "ttl", "default", "meta", "remove_nulls",
+             *LABEL_SLOTS},
+        )
+        key = parse_key(_required(params, "key")).text
+        value = check_value(params.get("value"))
+        default = params.get("default")
+        if default is not None:
+            default = check_value(default, "default")
+        overwrite = _bool_param(params, "overwrite", False)
+        remove_nulls = _bool_param(params, "remove_nulls", False)
+        meta = _bool_param(params, "meta", False)
+        exists = params.get("exists")
+        if exists is not None and not isinstance(exists, bool):
+            raise ValidationError(f"'exists' must be true, false or null, got {exists!r}")
+
+        now = self._now()
+        previous = self._live(key, now)
+        if exists is True and previous is None:
+            raise _with_key(DataError("Item does not exist"), key)
+        if exists is False and previous is not None:
+            raise _with_key(DataError("Item already exists"), key)
+
+        kept = None if overwrite else previous
+        try:
+            new_value = merge_value(
+                MISSING if kept is None else kept["value"],
+                value,
+                default=default,
+                remove_nulls=remove_nulls,
+            )
+        except DataError as exc:
+            raise _with_key(exc, key) from None
+
+        document = _new_document(new_value, kept, now)
+        if "ttl" in params:
+            expires = resolve_ttl(params["ttl"], now, key)
+            if expires is not None:
+                document["ttl"] = expires
+        elif kept is not None and "ttl" in kept:
+            document["ttl"] = kept["ttl"]
+        for slot in LABEL_SLOTS:
+            if slot in params:
+                if params[slot] is not None:
+                    document[slot] = parse_label_value(params[slot], slot).text
+            elif kept is not None and slot in kept:
+                document[slot] = kept[slot]
+
+        check_item_size(_stored_attributes(key, document), key)
+        self._commit([(key, document)])
+        return _public_item(key, document, meta=True) if meta else _copy_json(new_value)
+
+    def _batch_set(self, params: dict[str, Any]) -> dict[str, Any]:
+        _check_params("set", params, {"items", "meta"})
+        meta = _bool_param(params, "meta", False)
+        entries = params["items"]
+        if not isinstance(entries, list):
+            raise ValidationError("'items' of a batch set must be a list")
+        if not entries:
+            raise ValidationError("You must provide at least one item")
+        if len(entries) > MAX_BATCH:
+            raise ValidationError(
+                f"You may only provide a maximum of {MAX_BATCH} items in one batch set request"
+            )
+
+        now = self._now()
+        changes: list[tuple[str, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for position, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise ValidationError(
+                    f"Item {position} of a batch set must be an object with 'key' and 'value'"
+                )
+            unknown = set(entry) - {"key", "value", "ttl", *LABEL_SLOTS}
+            if unknown:
+                raise ValidationError(
+                    f"Item {position} of a batch set has unknown fields: "
+                    f"{', '.join(sorted(map(str, unknown)))}"
+                )
+            key = parse_key(_required(entry, "key")).text
+            if key in seen:
+                raise _with_key(
+                    ValidationError("Provided list of item keys contains duplicates"), key
+                )
+            seen.add(key)
+            try:
+                value = merge_value(MISSING, check_value(entry.get("value")))
+            except DataError as exc:
+                raise _with_key(exc, key) from None
+
+            document = _new_document(value, None, now)
+            expires = resolve_ttl(entry.get("ttl"), now, key)
+            if expires is not None:
+                document["ttl"] = expires
+            for slot in LABEL_SLOTS:
+                if entry.get(slot) is not None:
+                    document[slot] = parse_label_value(entry[slot], slot).text
+            check_item_size(_stored_attributes(key, document), key)
+            changes.append((key, document))
+
+        self._commit(changes)
+        return {"items": [_public_item(key, document, meta) for key, document in changes]}
+
+    def _add(self, params: dict[str, Any]) -> Any:
+        _check_params("add", params, {"key", "field", "amount"})
+        key = parse_key(_required(params, "key")).text
+        amount = params.get("amount")
+        field = params.get("field")
+
+        now = self._now()
+        previous = self._live(key, now)
+        stored = MISSING if previous is None else previous["value"]
+        if field is None:
+            change: dict[str, Any] = {ADD: amount}
+        else:
+            if not isinstance(field, str) or not field:
+                raise ValidationError(f"'field' must be a non-empty str, got {field!r}")
+            if stored is not MISSING and not isinstance(stored, dict):
+                raise _with_key(
+                    DataError(
+                        f"Values must be numeric: cannot add to field {field!r} because the "
+                        f"stored value is a {_json_type(stored)}, not an object"
+                    ),
+                    key,
+                )
+            change = {field: {ADD: amount}}
+
+        try:
+            new_value = merge_value(stored, change)
+        except DataError as exc:
+            raise _with_key(exc, key) from None
+
+        document = _new_document(new_value, previous, now)
+        if previous is not None:
+            for attribute in ("ttl", *LABEL_SLOTS):
+                if attribute in previous:
+                    document[attribute] = previous[attribute]
+        check_item_size(_stored_attributes(key, document), key)
+        self._commit([(key, document)])
+        return _copy_json(new_value)
+
+    def _remove(self, params: dict[str, Any]) -> bool:
+        _check_params("remove", params, {"key"})
+        key = _required(params, "key")
+        if isinstance(key, list):
+            keys = _batch_keys(key, "remove", removal=True)
+        else:
+            keys = [parse_removal_key(key).text]
+        self._commit([(removed, None) for removed in keys if removed in self._items])
+        return True
+
+    # Changes, indexes and events.
+
+    def _commit(self, changes: list[tuple[str, dict[str, Any] | None]]) -> None:
+        """Write documents (None deletes) in one journal line, then index them and emit events."""
+        if not changes:
+            return
+        now = self._now()
+        operations = [
+            ["put", ITEMS_TABLE, key, document]
+            if document is not None
+            else ["del", ITEMS_TABLE, key]
+            for key, document in changes
+        ]
+        previous = [(key, self._items.get(key)) for key, _ in changes]
+        self.storage.apply(operations)
+
+        events = []
+        for (key, document), (_, old) in zip(changes, previous):
+            self._reindex(key, old, document)
+            live_old = old if old is not None and not _is_expired(old, now) else None
+            if document is None and live_old is None:
+                continue
+            if document is None:
+                name = "deleted"
+            elif live_old is None:
+                name = "created"
+            else:
+                name = "updated"
+            events.append((name, key, document, live_old))
+        self._emit(events)
+
+    def _emit(self, events: Iterable[tuple[str, str, dict | None, dict | None]]) -> None:
+        listener = self.on_change
+        if listener is None:
+            return
+        for name, key, document, previous in events:
+            event = {
+                "name": name,
+                "key": key,
+                "item": None if document is None else _public_item(key, document, meta=True),
+                "previous": None if previous is None else _public_item(key, previous, meta=True),
+            }
+            try:
+                listener(event)
+            except Exception:
+                # The change is committed; a failing listener must not turn
+                # the data call into an error.
+                logger.exception("data change listener failed on %s of %r", name, key)
+
+    def _build_indexes(self) -> None:
+        collections: dict[str, list[Entry]] = {}
+        labels: dict[tuple[str, str | None], list[Entry]] = {}
+        for key, document in self._items.items():
+            collection, name = _split_stored(key)
+            if collection is not None:
+                collections.setdefault(collection, []).append((name, key))
+            for slot in LABEL_SLOTS:
+                label = document.get(slot)
+                if label is not None:
+                    label_collection, label_name = _split_stored(label)
+                    labels.setdefault((slot, label_collection), []).append((label_name, key))
+            if "ttl" in document:
+                self._expiries[key] = document["ttl"]
+        self._collections = {name: SortedIndex(entries) for name, entries in collections.items()}
+        self._labels = {name: SortedIndex(entries) for name, entries in labels.items()}
+
+    def _reindex(
+        self, key: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        collection, name = _split_stored(key)
+        if collection is not None and (old is None) != (new is None):
+            if new is not None:
+                self._collections.setdefault(collection, SortedIndex()).add((name, key))
+            else:
+                self._discard(self._collections, collection, (name, key))
+
+        for slot in LABEL_SLOTS:
+            old_label = None if old is None else old.get(slot)
+            new_label = None if new is None else new.get(slot)
+            if old_label == new_label:
+                continue
+            if old_label is not None:
+                label_collection, label_name = _split_stored(old_label)
+                self._discard(self._labels, (slot, label_collection), (label_name, key))
+            if new_label is not None:
+                label_collection, label_name = _split_stored(new_label)
+                index = self._labels.setdefault((slot, label_collection), SortedIndex())
+                index.add((label_name, key))
+
+        if new is not None and "ttl" in new:
+            self._expiries[key] = new["ttl"]
+        else:
+            self._expiries.pop(key, None)
+
+    @staticmethod
+    def _discard(indexes: dict[Any, SortedIndex], name: Any, entry: Entry) -> None:
+        index = indexes.get(name)
+        if index is None:
+            return
+        index.discard(entry)
+        if not index:
+            del indexes[name]
+
+    # Helpers.
+
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _live(self, key: str, now: int | None = None) -> dict[str, Any] | None:
+        document = self._items.get(key)
+        if document is None or _is_expired(document, self._now() if now is None else now):
+            return None
+        return document
+
+    def _key_start(self, start: Any, collection: str | None) -> Entry | None:
+        if start is None:
+            return None
+        try:
+            key = parse_key(start, what="start")
+        except ValidationError:
+            raise ValidationError(
+                f"Invalid 'start': {start!r} is not a last_key returned by a get"
+            ) from None
+        if key.collection != collection:
+            raise ValidationError(
+                f"Invalid 'start': {start!r} is not in the collection {collection!r} "
+                "of the pattern"
+            )
+        return (key.name, key.text)
+
+
+def _is_expired(document: dict[str, Any], now: int) -> bool:
+    expires = document.get("ttl")
+    return expires is not None and expires <= now
+
+
+def _new_document(value: Any, previous: dict[str, Any] | None, now: int) -> dict[str, Any]:
+    created = now if previous is None else previous["created"]
+    return {"value": value, "created": created, "modified": now}
+
+
+def _stored_attributes(key: str, document: dict[str, Any]) -> dict[str, Any]:
+    """Return the attributes that count towards the item size: key, value, labels, TTL."""
+    attributes: dict[str, Any] = {"key": key, "value": document["value"]}
+    for slot in LABEL_SLOTS:
+        if slot in document:
+            attributes[slot] = document[slot]
+    if "ttl" in document:
+        # DynamoDB stores a TTL as a number of epoch seconds.
+        attributes["ttl"] = document["ttl"] // 1000
+    return attributes
+
+
+def _public_item(key: str, document: dict[str, Any], meta: bool) -> dict[str, Any]:
+    item = {"key": key, "value": _copy_json(document["value"])}
+    if meta:
+        item["created"] = document["created"]
+        item["modified"] = document["modified"]
+        item["ttl"] = document.get("ttl")
+        for slot in LABEL_SLOTS:
+            item[slot] = document.get(slot)
+    return item
+
+
+def _encode_label_start(label_name: str, key: str) -> str:
+    # A label page resumes after a (label name, key) pair, since many items
+    # may carry the same label value.
+    return json.dumps([label_name, key], ensure_ascii=False)
+
+
+def _label_start(start: Any) -> Entry | None:
+    if start is None:
+        return None
+    try:
+        decoded = json.loads(start) if isinstance(start, str) else None
+    except ValueError:
+        decoded = None
+    if (
+        not isinstance(decoded, list)
+        or len(decoded) != 2
+        or not all(isinstance(part, str) for part in decoded)
+    ):
+        raise ValidationError(
+            f"Invalid 'start': {start!r} is not a last_key returned by a get_by_label"
+        )
+    return (decoded[0], decoded[1])
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "null" if value is None else type(value).__name__
+
+
+def _check_params(method: str, params: dict[str, Any], allowed: set[str]) -> None:
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValidationError(
+            f"Unknown parameters for data.{method}: {', '.join(sorted(map(str, unknown)))}; "
+            f"expected {', '.join(sorted(allowed))}"
+        )
+
+
+def _required(params: dict[str, Any], name: str) -> Any:
+    if name not in params:
+        raise ValidationError(f"The parameter '{name}' is required")
+    return params[name]
+
+
+def _bool_param(params: dict[str, Any], name: str, default: bool) -> bool:
+    value = params.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValidationError(f"'{name}' must be true or false, got {value!r}")
+    return value
+
+
+def _limit_param(params: dict[str, Any]) -> int:
+    limit = params.get("limit", DEFAULT_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError("'limit' must be between 1 and 1000")
+    return limit
+
+
+def _batch_keys(keys: list[Any], verb: str, *, removal: bool = False) -> list[str]:
+    # The cloud's texts say "keys" for a batch get and "items" for the others.
+    noun = "key" if verb == "get" else "item"
+    if not keys:
+        raise ValidationError(f"You must provide at least one {noun}")
+    if len(keys) > MAX_BATCH:
+        raise ValidationError(
+            f"You may only provide a maximum of {MAX_BATCH} {noun}s in one batch {verb} request"
+        )
+    parsed = []
+    for key in keys:
+        if removal:
+            parsed.append(parse_removal_key(key).text)
+            continue
+        query = parse_query(key)
+        if not isinstance(query, Key):
+            raise ValidationError(
+                f"Invalid key: a batch get takes exact keys, not patterns (key {describe_key(key)})"
+            )
+        parsed.append(query.text)
+    if len(set(parsed)) != len(parsed):
+        raise ValidationError("Provided list of item keys contains duplicates")
+    return parsed
+
+
+_METHODS: dict[str, Callable[[DataStore, dict[str, Any]], Any]] = {
+    "get": DataStore._get,
+    "get_by_label": DataStore._get_by_label,
+    "set": DataStore._set,
+    "add": DataStore._add,
+    "remove": DataStore._remove,
+}
