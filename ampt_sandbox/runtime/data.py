@@ -404,6 +404,10 @@ class Data:
         """The event names registered with ``on``, in registration order, without repeats."""
         return list(dict.fromkeys(r.filter.text for r in self._registrations))
 
+    def has_handlers(self) -> bool:
+        """Return whether any handler is registered, so the gateway sends events at all."""
+        return bool(self._registrations)
+
     def clear_handlers(self) -> None:
         self._registrations.clear()
 

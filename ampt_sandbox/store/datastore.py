@@ -43,18 +43,39 @@ from .keys import (
     parse_query,
     parse_removal_key,
 )
+from .items import (
+    copy_json,
+    is_expired,
+    json_type,
+    new_document,
+    public_item,
+    split_stored,
+    stored_attributes,
+)
 from .lock import DataDirLock, StoreLockedError
 from .merge import ADD, MISSING, merge_value
+from .params import (
+    MAX_BATCH,
+    batch_keys,
+    bool_param,
+    check_params,
+    decode_label_start,
+    encode_label_start,
+    limit_param,
+    required,
+)
+from .transfer import (
+    CONNECTION_COLLECTION,
+    ImportResult,
+    build_import_documents,
+    export_entry,
+)
 from .values import check_item_size, check_value, resolve_ttl
 
 logger = logging.getLogger("ampt_sandbox.store")
 
 JOURNAL_FILE_NAME = "data.jsonl"
 ITEMS_TABLE = "items"
-
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-MAX_BATCH = 25
 
 ChangeEvent = dict[str, Any]
 
@@ -85,22 +106,6 @@ class StoreDatabase(TinyDB):
 def _with_key(error: DataError, key: str) -> DataError:
     """Return the same kind of error with the key appended to its message."""
     return type(error)(f"{error} (key {describe_key(key)})")
-
-
-def _copy_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {field: _copy_json(element) for field, element in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(element) for element in value]
-    return value
-
-
-def _split_stored(text: str) -> tuple[str | None, str]:
-    """Split a normalised key or label value into its collection and name."""
-    collection, separator, name = text.partition(":")
-    if not separator:
-        return None, text
-    return collection, name
 
 
 class DataStore:
@@ -188,6 +193,27 @@ class DataStore:
             expired = sum(1 for expires in self._expiries.values() if expires <= now)
             return len(self._items) - expired
 
+    def expire(self) -> int:
+        """Delete the items whose TTL has passed, emitting ``deleted`` for each; return how many.
+
+        Reads already skip expired items, so calling this is optional; it
+        frees memory and sends the events that DynamoDB sends when its TTL
+        process deletes an item.
+        """
+        with self._mutex:
+            if self._closed:
+                return 0
+            now = self._now()
+            expired = [key for key, expires in self._expiries.items() if expires <= now]
+            if not expired:
+                return 0
+            previous = [(key, self._items[key]) for key in expired]
+            self.storage.apply([["del", ITEMS_TABLE, key] for key in expired])
+            for key, document in previous:
+                self._reindex(key, document, None)
+            self._emit(("deleted", key, None, document) for key, document in previous)
+            return len(expired)
+
     def flush(self) -> None:
         """Fsync the journal so that every acknowledged write survives a power loss."""
         with self._mutex:
@@ -234,13 +260,13 @@ class DataStore:
             return handler(self, params)
 
     def _get(self, params: dict[str, Any]) -> Any:
-        _check_params("get", params, {"key", "limit", "reverse", "start", "meta", "label"})
+        check_params("get", params, {"key", "limit", "reverse", "start", "meta", "label"})
         if params.get("label") is not None:
             return self._get_by_label(params)
-        limit = _limit_param(params)
-        reverse = _bool_param(params, "reverse", False)
-        meta = _bool_param(params, "meta", False)
-        key = _required(params, "key")
+        limit = limit_param(params)
+        reverse = bool_param(params, "reverse", False)
+        meta = bool_param(params, "meta", False)
+        key = required(params, "key")
 
         if isinstance(key, list):
             return self._batch_get(key, meta)
@@ -250,25 +276,25 @@ class DataStore:
             if document is None:
                 return None
             if meta:
-                return _public_item(query.text, document, meta=True)
-            return _copy_json(document["value"])
+                return public_item(query.text, document, meta=True)
+            return copy_json(document["value"])
 
         index = self._collections.get(query.collection)
         start = self._key_start(params.get("start"), query.collection)
         return self._page(index, query, start, limit, reverse, meta, label_page=False)
 
     def _get_by_label(self, params: dict[str, Any]) -> dict[str, Any]:
-        _check_params("get_by_label", params, {"label", "key", "limit", "reverse", "start", "meta"})
+        check_params("get_by_label", params, {"label", "key", "limit", "reverse", "start", "meta"})
         slot = parse_label_slot(params.get("label"))
-        limit = _limit_param(params)
-        reverse = _bool_param(params, "reverse", False)
-        meta = _bool_param(params, "meta", False)
+        limit = limit_param(params)
+        reverse = bool_param(params, "reverse", False)
+        meta = bool_param(params, "meta", False)
 
-        query = parse_query(_required(params, "key"), what=slot)
+        query = parse_query(required(params, "key"), what=slot)
         if isinstance(query, Key):
             query = KeyRange(query.collection, query.name, True, query.name, True)
         index = self._labels.get((slot, query.collection))
-        start = _label_start(params.get("start"))
+        start = decode_label_start(params.get("start"))
         return self._page(index, query, start, limit, reverse, meta, label_page=True)
 
     def _page(
@@ -290,41 +316,41 @@ class DataStore:
         items = []
         for _, key in entries:
             document = self._items[key]
-            if not _is_expired(document, now):
-                items.append(_public_item(key, document, meta))
+            if not is_expired(document, now):
+                items.append(public_item(key, document, meta))
 
         result: dict[str, Any] = {"items": items}
         if len(entries) == limit:
             name, key = entries[-1]
-            result["last_key"] = _encode_label_start(name, key) if label_page else key
+            result["last_key"] = encode_label_start(name, key) if label_page else key
         return result
 
     def _batch_get(self, keys: list[Any], meta: bool) -> dict[str, Any]:
-        parsed = _batch_keys(keys, "get")
+        parsed = batch_keys(keys, "get")
         items = []
         for key in parsed:
             document = self._live(key)
             if document is not None:
-                items.append(_public_item(key, document, meta))
+                items.append(public_item(key, document, meta))
         return {"items": items}
 
     def _set(self, params: dict[str, Any]) -> Any:
         if "items" in params:
             return self._batch_set(params)
-        _check_params(
+        check_params(
             "set",
             params,
             {"key", "value", "overwrite", "exists", "ttl", "default", "meta", "remove_nulls",
              *LABEL_SLOTS},
         )
-        key = parse_key(_required(params, "key")).text
+        key = parse_key(required(params, "key")).text
         value = check_value(params.get("value"))
         default = params.get("default")
         if default is not None:
             default = check_value(default, "default")
-        overwrite = _bool_param(params, "overwrite", False)
-        remove_nulls = _bool_param(params, "remove_nulls", False)
-        meta = _bool_param(params, "meta", False)
+        overwrite = bool_param(params, "overwrite", False)
+        remove_nulls = bool_param(params, "remove_nulls", False)
+        meta = bool_param(params, "meta", False)
         exists = params.get("exists")
         if exists is not None and not isinstance(exists, bool):
             raise ValidationError(f"'exists' must be true, false or null, got {exists!r}")
@@ -347,7 +373,7 @@ class DataStore:
         except DataError as exc:
             raise _with_key(exc, key) from None
 
-        document = _new_document(new_value, kept, now)
+        document = new_document(new_value, kept, now)
         if "ttl" in params:
             expires = resolve_ttl(params["ttl"], now, key)
             if expires is not None:
@@ -361,13 +387,13 @@ class DataStore:
             elif kept is not None and slot in kept:
                 document[slot] = kept[slot]
 
-        check_item_size(_stored_attributes(key, document), key)
+        check_item_size(stored_attributes(key, document), key)
         self._commit([(key, document)])
-        return _public_item(key, document, meta=True) if meta else _copy_json(new_value)
+        return public_item(key, document, meta=True) if meta else copy_json(new_value)
 
     def _batch_set(self, params: dict[str, Any]) -> dict[str, Any]:
-        _check_params("set", params, {"items", "meta"})
-        meta = _bool_param(params, "meta", False)
+        check_params("set", params, {"items", "meta"})
+        meta = bool_param(params, "meta", False)
         entries = params["items"]
         if not isinstance(entries, list):
             raise ValidationError("'items' of a batch set must be a list")
@@ -392,7 +418,7 @@ class DataStore:
                     f"Item {position} of a batch set has unknown fields: "
                     f"{', '.join(sorted(map(str, unknown)))}"
                 )
-            key = parse_key(_required(entry, "key")).text
+            key = parse_key(required(entry, "key")).text
             if key in seen:
                 raise _with_key(
                     ValidationError("Provided list of item keys contains duplicates"), key
@@ -403,22 +429,22 @@ class DataStore:
             except DataError as exc:
                 raise _with_key(exc, key) from None
 
-            document = _new_document(value, None, now)
+            document = new_document(value, None, now)
             expires = resolve_ttl(entry.get("ttl"), now, key)
             if expires is not None:
                 document["ttl"] = expires
             for slot in LABEL_SLOTS:
                 if entry.get(slot) is not None:
                     document[slot] = parse_label_value(entry[slot], slot).text
-            check_item_size(_stored_attributes(key, document), key)
+            check_item_size(stored_attributes(key, document), key)
             changes.append((key, document))
 
         self._commit(changes)
-        return {"items": [_public_item(key, document, meta) for key, document in changes]}
+        return {"items": [public_item(key, document, meta) for key, document in changes]}
 
     def _add(self, params: dict[str, Any]) -> Any:
-        _check_params("add", params, {"key", "field", "amount"})
-        key = parse_key(_required(params, "key")).text
+        check_params("add", params, {"key", "field", "amount"})
+        key = parse_key(required(params, "key")).text
         amount = params.get("amount")
         field = params.get("field")
 
@@ -434,7 +460,7 @@ class DataStore:
                 raise _with_key(
                     DataError(
                         f"Values must be numeric: cannot add to field {field!r} because the "
-                        f"stored value is a {_json_type(stored)}, not an object"
+                        f"stored value is a {json_type(stored)}, not an object"
                     ),
                     key,
                 )
@@ -445,45 +471,98 @@ class DataStore:
         except DataError as exc:
             raise _with_key(exc, key) from None
 
-        document = _new_document(new_value, previous, now)
+        document = new_document(new_value, previous, now)
         if previous is not None:
             for attribute in ("ttl", *LABEL_SLOTS):
                 if attribute in previous:
                     document[attribute] = previous[attribute]
-        check_item_size(_stored_attributes(key, document), key)
+        check_item_size(stored_attributes(key, document), key)
         self._commit([(key, document)])
-        return _copy_json(new_value)
+        return copy_json(new_value)
 
     def _remove(self, params: dict[str, Any]) -> bool:
-        _check_params("remove", params, {"key"})
-        key = _required(params, "key")
+        check_params("remove", params, {"key"})
+        key = required(params, "key")
         if isinstance(key, list):
-            keys = _batch_keys(key, "remove", removal=True)
+            keys = batch_keys(key, "remove", removal=True)
         else:
             keys = [parse_removal_key(key).text]
         self._commit([(removed, None) for removed in keys if removed in self._items])
         return True
 
+    # Import and export.
+
+    def import_entries(self, entries: list[Any], *, overwrite: bool = False) -> ImportResult:
+        """Write the entries of an import file, each as an overwrite of its key.
+
+        Every entry is checked before anything is written, and the whole
+        import is one journal line, so the store gets all of it or none.
+        With ``overwrite``, every item is deleted first, including the
+        ``connection:*`` records of connections that stay open.
+
+        Raises:
+            InvalidImportError: an entry is invalid; the store is unchanged.
+        """
+        with self._mutex:
+            if self._closed:
+                raise DataError("The data store is closed")
+            now = self._now()
+            documents = build_import_documents(entries, now)
+
+            changes: list[tuple[str, dict[str, Any] | None]] = []
+            result = ImportResult(imported=len(documents))
+            if overwrite:
+                for key, document in self._items.items():
+                    changes.append((key, None))
+                    if is_expired(document, now):
+                        continue
+                    result.deleted += 1
+                    if split_stored(key)[0] == CONNECTION_COLLECTION:
+                        result.deleted_connections.append(key)
+            changes.extend(documents)
+            self._commit(changes)
+            return result
+
+    def export_entries(self) -> list[dict[str, Any]]:
+        """Return every live item in the export form, sorted by key."""
+        with self._mutex:
+            if self._closed:
+                raise DataError("The data store is closed")
+            now = self._now()
+            return [
+                copy_json(export_entry(key, document))
+                for key, document in sorted(self._items.items())
+                if not is_expired(document, now)
+            ]
+
     # Changes, indexes and events.
 
     def _commit(self, changes: list[tuple[str, dict[str, Any] | None]]) -> None:
-        """Write documents (None deletes) in one journal line, then index them and emit events."""
+        """Write documents (None deletes) in one journal line, then index them and emit events.
+
+        Changes apply in order, so one key may appear twice (an import with
+        ``overwrite`` deletes a key and then writes it again).
+        """
         if not changes:
             return
         now = self._now()
-        operations = [
-            ["put", ITEMS_TABLE, key, document]
-            if document is not None
-            else ["del", ITEMS_TABLE, key]
-            for key, document in changes
-        ]
-        previous = [(key, self._items.get(key)) for key, _ in changes]
+        operations = []
+        steps = []
+        pending: dict[str, dict[str, Any] | None] = {}
+        for key, document in changes:
+            old = pending[key] if key in pending else self._items.get(key)
+            pending[key] = document
+            steps.append((key, old, document))
+            if document is None:
+                operations.append(["del", ITEMS_TABLE, key])
+            else:
+                operations.append(["put", ITEMS_TABLE, key, document])
         self.storage.apply(operations)
 
         events = []
-        for (key, document), (_, old) in zip(changes, previous):
+        for key, old, document in steps:
             self._reindex(key, old, document)
-            live_old = old if old is not None and not _is_expired(old, now) else None
+            live_old = old if old is not None and not is_expired(old, now) else None
             if document is None and live_old is None:
                 continue
             if document is None:
@@ -503,8 +582,8 @@ class DataStore:
             event = {
                 "name": name,
                 "key": key,
-                "item": None if document is None else _public_item(key, document, meta=True),
-                "previous": None if previous is None else _public_item(key, previous, meta=True),
+                "item": None if document is None else public_item(key, document, meta=True),
+                "previous": None if previous is None else public_item(key, previous, meta=True),
             }
             try:
                 listener(event)
@@ -517,13 +596,13 @@ class DataStore:
         collections: dict[str, list[Entry]] = {}
         labels: dict[tuple[str, str | None], list[Entry]] = {}
         for key, document in self._items.items():
-            collection, name = _split_stored(key)
+            collection, name = split_stored(key)
             if collection is not None:
                 collections.setdefault(collection, []).append((name, key))
             for slot in LABEL_SLOTS:
                 label = document.get(slot)
                 if label is not None:
-                    label_collection, label_name = _split_stored(label)
+                    label_collection, label_name = split_stored(label)
                     labels.setdefault((slot, label_collection), []).append((label_name, key))
             if "ttl" in document:
                 self._expiries[key] = document["ttl"]
@@ -533,7 +612,7 @@ class DataStore:
     def _reindex(
         self, key: str, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> None:
-        collection, name = _split_stored(key)
+        collection, name = split_stored(key)
         if collection is not None and (old is None) != (new is None):
             if new is not None:
                 self._collections.setdefault(collection, SortedIndex()).add((name, key))
@@ -546,10 +625,10 @@ class DataStore:
             if old_label == new_label:
                 continue
             if old_label is not None:
-                label_collection, label_name = _split_stored(old_label)
+                label_collection, label_name = split_stored(old_label)
                 self._discard(self._labels, (slot, label_collection), (label_name, key))
             if new_label is not None:
-                label_collection, label_name = _split_stored(new_label)
+                label_collection, label_name = split_stored(new_label)
                 index = self._labels.setdefault((slot, label_collection), SortedIndex())
                 index.add((label_name, key))
 
@@ -574,7 +653,7 @@ class DataStore:
 
     def _live(self, key: str, now: int | None = None) -> dict[str, Any] | None:
         document = self._items.get(key)
-        if document is None or _is_expired(document, self._now() if now is None else now):
+        if document is None or is_expired(document, self._now() if now is None else now):
             return None
         return document
 
@@ -593,131 +672,6 @@ class DataStore:
                 "of the pattern"
             )
         return (key.name, key.text)
-
-
-def _is_expired(document: dict[str, Any], now: int) -> bool:
-    expires = document.get("ttl")
-    return expires is not None and expires <= now
-
-
-def _new_document(value: Any, previous: dict[str, Any] | None, now: int) -> dict[str, Any]:
-    created = now if previous is None else previous["created"]
-    return {"value": value, "created": created, "modified": now}
-
-
-def _stored_attributes(key: str, document: dict[str, Any]) -> dict[str, Any]:
-    """Return the attributes that count towards the item size: key, value, labels, TTL."""
-    attributes: dict[str, Any] = {"key": key, "value": document["value"]}
-    for slot in LABEL_SLOTS:
-        if slot in document:
-            attributes[slot] = document[slot]
-    if "ttl" in document:
-        # DynamoDB stores a TTL as a number of epoch seconds.
-        attributes["ttl"] = document["ttl"] // 1000
-    return attributes
-
-
-def _public_item(key: str, document: dict[str, Any], meta: bool) -> dict[str, Any]:
-    item = {"key": key, "value": _copy_json(document["value"])}
-    if meta:
-        item["created"] = document["created"]
-        item["modified"] = document["modified"]
-        item["ttl"] = document.get("ttl")
-        for slot in LABEL_SLOTS:
-            item[slot] = document.get(slot)
-    return item
-
-
-def _encode_label_start(label_name: str, key: str) -> str:
-    # A label page resumes after a (label name, key) pair, since many items
-    # may carry the same label value.
-    return json.dumps([label_name, key], ensure_ascii=False)
-
-
-def _label_start(start: Any) -> Entry | None:
-    if start is None:
-        return None
-    try:
-        decoded = json.loads(start) if isinstance(start, str) else None
-    except ValueError:
-        decoded = None
-    if (
-        not isinstance(decoded, list)
-        or len(decoded) != 2
-        or not all(isinstance(part, str) for part in decoded)
-    ):
-        raise ValidationError(
-            f"Invalid 'start': {start!r} is not a last_key returned by a get_by_label"
-        )
-    return (decoded[0], decoded[1])
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "null" if value is None else type(value).__name__
-
-
-def _check_params(method: str, params: dict[str, Any], allowed: set[str]) -> None:
-    unknown = set(params) - allowed
-    if unknown:
-        raise ValidationError(
-            f"Unknown parameters for data.{method}: {', '.join(sorted(map(str, unknown)))}; "
-            f"expected {', '.join(sorted(allowed))}"
-        )
-
-
-def _required(params: dict[str, Any], name: str) -> Any:
-    if name not in params:
-        raise ValidationError(f"The parameter '{name}' is required")
-    return params[name]
-
-
-def _bool_param(params: dict[str, Any], name: str, default: bool) -> bool:
-    value = params.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ValidationError(f"'{name}' must be true or false, got {value!r}")
-    return value
-
-
-def _limit_param(params: dict[str, Any]) -> int:
-    limit = params.get("limit", DEFAULT_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError("'limit' must be between 1 and 1000")
-    return limit
-
-
-def _batch_keys(keys: list[Any], verb: str, *, removal: bool = False) -> list[str]:
-    # The cloud's texts say "keys" for a batch get and "items" for the others.
-    noun = "key" if verb == "get" else "item"
-    if not keys:
-        raise ValidationError(f"You must provide at least one {noun}")
-    if len(keys) > MAX_BATCH:
-        raise ValidationError(
-            f"You may only provide a maximum of {MAX_BATCH} {noun}s in one batch {verb} request"
-        )
-    parsed = []
-    for key in keys:
-        if removal:
-            parsed.append(parse_removal_key(key).text)
-            continue
-        query = parse_query(key)
-        if not isinstance(query, Key):
-            raise ValidationError(
-                f"Invalid key: a batch get takes exact keys, not patterns (key {describe_key(key)})"
-            )
-        parsed.append(query.text)
-    if len(set(parsed)) != len(parsed):
-        raise ValidationError("Provided list of item keys contains duplicates")
-    return parsed
 
 
 _METHODS: dict[str, Callable[[DataStore, dict[str, Any]], Any]] = {

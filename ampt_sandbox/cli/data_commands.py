@@ -1,0 +1,271 @@
+"""``ampt-sandbox data``: import, export, get and remove on the data store.
+
+Each command's work is a plain function on a ``DataStore`` (``import_file``,
+``export_file``, ``get_items``, ``remove_items``), so that the gateway's
+management API can run the same code on the store it owns. The Typer
+commands open the store of ``--data-dir`` directly, which requires that no
+``dev`` holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from ..errors import DataError
+from ..store import DataStore, StoreLockedError, StoreOpenError
+from ..store.transfer import ImportResult, parse_import
+
+DEFAULT_DATA_FILE = "data.json"
+
+data_app = typer.Typer(
+    name="data",
+    help="Import, export, read and remove items of the sandbox's data store.",
+    no_args_is_help=True,
+)
+
+
+class CommandError(Exception):
+    """A data command rejected its input; the message is one line saying why."""
+
+
+# The commands' work, callable with any open store.
+
+
+def import_file(store: DataStore, path: Path, *, overwrite: bool = False) -> ImportResult:
+    """Import the items of a JSON file, each as an overwrite of its key.
+
+    The whole file is checked before anything is written. With
+    ``overwrite``, every item of the store is deleted first.
+
+    Raises:
+        CommandError: the file is missing or unreadable.
+        ValidationError: the file is not a valid array of items (the store
+            is unchanged).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CommandError(f'File "{path}" not found.') from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f'File "{path}" is not UTF-8 text: {exc.reason} at byte {exc.start}') from None
+    except OSError as exc:
+        raise CommandError(f'File "{path}" cannot be read: {exc.strerror or exc}') from None
+    return store.import_entries(parse_import(text, f'File "{path}"'), overwrite=overwrite)
+
+
+def export_path(name: str | os.PathLike[str]) -> Path:
+    """Return the export file's path: ``.json`` is added to a name without extension.
+
+    Raises:
+        CommandError: the name has another extension.
+    """
+    path = Path(name)
+    if path.suffix == "":
+        return path.with_name(path.name + ".json")
+    if path.suffix != ".json":
+        raise CommandError('Data file name must end with ".json"')
+    return path
+
+
+def export_file(store: DataStore, name: str | os.PathLike[str], *, overwrite: bool = False) -> tuple[Path, int]:
+    """Write every live item to a JSON file; return its path and the number of items.
+
+    The file is indented by two spaces and ends with a newline. It is
+    written to a temporary file first and renamed, so a failed export never
+    leaves half a file.
+
+    Raises:
+        CommandError: the name's extension is not ``.json``, the file exists
+            and ``overwrite`` is false, or writing failed.
+    """
+    path = export_path(name)
+    if path.exists() and not overwrite:
+        raise CommandError(f'File "{path}" already exists; pass --overwrite to replace it')
+
+    entries = store.export_entries()
+    content = json.dumps(entries, indent=2, ensure_ascii=False) + "\n"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(content, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise CommandError(f'File "{path}" cannot be written: {exc.strerror or exc}') from None
+    return path, len(entries)
+
+
+def get_items(
+    store: DataStore,
+    key_or_pattern: str,
+    *,
+    limit: int = 100,
+    reverse: bool = False,
+    start: str | None = None,
+    meta: bool = False,
+    label: str | None = None,
+) -> Any:
+    """Return what ``data.get`` returns for a key or pattern, times in epoch milliseconds."""
+    params: dict[str, Any] = {
+        "key": key_or_pattern,
+        "limit": limit,
+        "reverse": reverse,
+        "meta": meta,
+    }
+    if start is not None:
+        params["start"] = start
+    if label is not None:
+        params["label"] = label
+    return store.call("get", params)
+
+
+def remove_items(store: DataStore, key: str) -> bool:
+    """Remove one item by its exact key; return True whether or not it existed."""
+    return store.call("remove", {"key": key})
+
+
+# The Typer commands.
+
+DataDirOption = Annotated[
+    Path, typer.Option("--data-dir", help="Folder of the data store.")
+]
+
+
+def _reject(message: str) -> NoReturn:
+    """Print one line saying why the command cannot run, to stderr, and exit with status 1."""
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _opened_store(data_dir: Path) -> Iterator[DataStore]:
+    try:
+        store = DataStore.open(data_dir)
+    except (StoreLockedError, StoreOpenError) as exc:
+        _reject(str(exc))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _readable_times(value: Any) -> Any:
+    """Return a result with its meta times as ISO 8601 strings in UTC."""
+    if isinstance(value, dict):
+        if "items" in value and isinstance(value["items"], list):
+            return {**value, "items": [_readable_times(item) for item in value["items"]]}
+        converted = dict(value)
+        for field in ("created", "modified", "ttl"):
+            if isinstance(converted.get(field), int):
+                moment = datetime.fromtimestamp(converted[field] / 1000, tz=timezone.utc)
+                converted[field] = moment.isoformat(timespec="milliseconds")
+        return converted
+    return value
+
+
+@data_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="JSON file with an array of items.")] = Path(
+        DEFAULT_DATA_FILE
+    ),
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Delete every item of the store first, connection:* records included.",
+        ),
+    ] = False,
+    data_dir: DataDirOption = Path(".ampt"),
+) -> None:
+    """Import items from a JSON file; each one overwrites its key, other keys stay."""
+    with _opened_store(data_dir) as store:
+        try:
+            result = import_file(store, file, overwrite=overwrite)
+        except (CommandError, DataError) as exc:
+            _reject(str(exc))
+
+    if overwrite:
+        typer.echo(f"Deleted {result.deleted} items before the import.")
+        if result.deleted_connections:
+            typer.echo(
+                f"Warning: deleted {len(result.deleted_connections)} connection:* records; "
+                "a connection that is still open keeps its socket but has lost its record.",
+                err=True,
+            )
+    typer.echo(f"Imported {result.imported} items from {file}.")
+
+
+@data_app.command("export")
+def export_command(
+    file: Annotated[
+        Path, typer.Argument(help='File to write; ".json" is added to a name without extension.')
+    ] = Path(DEFAULT_DATA_FILE),
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", "-o", "--force", help="Replace the file if it exists."),
+    ] = False,
+    data_dir: DataDirOption = Path(".ampt"),
+) -> None:
+    """Export every item to a JSON file, indented by two spaces."""
+    try:
+        export_path(file)
+    except CommandError as exc:
+        _reject(str(exc))
+    with _opened_store(data_dir) as store:
+        try:
+            path, count = export_file(store, file, overwrite=overwrite)
+        except (CommandError, DataError) as exc:
+            _reject(str(exc))
+    typer.echo(f"Exported {count} items to {path}.")
+
+
+@data_app.command("get")
+def get_command(
+    key_or_pattern: Annotated[str, typer.Argument(help="A key, or a pattern such as ns:*.")],
+    limit: Annotated[int, typer.Option(help="Maximum number of items of a pattern, 1 to 1000.")] = 100,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Return items in descending key order.")] = False,
+    start: Annotated[
+        str | None, typer.Option(help="The last_key of the previous page, to continue after it.")
+    ] = None,
+    meta: Annotated[
+        bool, typer.Option("--meta", help="Include created, modified, ttl and the labels.")
+    ] = False,
+    label: Annotated[
+        str | None, typer.Option(help="Match the pattern against this label (label1 to label5).")
+    ] = None,
+    data_dir: DataDirOption = Path(".ampt"),
+) -> None:
+    """Print the value of a key, or the items of a pattern, as JSON."""
+    with _opened_store(data_dir) as store:
+        try:
+            result = get_items(
+                store, key_or_pattern, limit=limit, reverse=reverse, start=start, meta=meta, label=label
+            )
+        except DataError as exc:
+            _reject(str(exc))
+    _print_json(_readable_times(result) if meta else result)
+
+
+@data_app.command("remove")
+def remove_command(
+    key: Annotated[str, typer.Argument(help="The exact key of the item; patterns are rejected.")],
+    data_dir: DataDirOption = Path(".ampt"),
+) -> None:
+    """Remove one item and print true, whether or not it existed."""
+    with _opened_store(data_dir) as store:
+        try:
+            result = remove_items(store, key)
+        except DataError as exc:
+            _reject(str(exc))
+    _print_json(result)
