@@ -135,3 +135,7 @@ def dev(
 
 def main() -> None:
     app()
+
+
+# Commands defined in their own modules register themselves on ``app``.
+from . import connect_cmd, init_cmd  # noqa: E402, F401
