@@ -46,7 +46,13 @@ def describe_key(key: Any) -> str:
         return f"{key!r} (a {type(key).__name__}, not a str)"
     if len(key) > _MAX_SHOWN_CHARACTERS:
         key = key[:_MAX_SHOWN_CHARACTERS] + "..."
-    return json.dumps(key, ensure_ascii=False)
+    quoted = json.dumps(key, ensure_ascii=False)
+    try:
+        quoted.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate could not be printed; show it escaped.
+        quoted = json.dumps(key)
+    return quoted
 
 
 def key_error(text: str, key: Any, what: str = "key") -> ValidationError:

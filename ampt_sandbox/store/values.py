@@ -32,6 +32,7 @@ MAX_NESTING = 32
 MAX_NUMBER_DIGITS = 38
 MIN_NUMBER_MAGNITUDE = 1e-130
 NUMBER_MAGNITUDE_LIMIT = 10**126
+FLOAT_MAGNITUDE_LIMIT = 1e126
 
 # A numeric ttl below ten years of seconds counts from now; above, it is an
 # absolute epoch time in seconds.
@@ -50,10 +51,22 @@ def format_path(path: list[Any]) -> str:
     text = str(path[0])
     for part in path[1:]:
         if isinstance(part, str):
-            text += f"[{json.dumps(part, ensure_ascii=False)}]"
+            quoted = json.dumps(part, ensure_ascii=False)
+            if not quoted.isascii() and _has_surrogate(part):
+                # Escape a lone surrogate, which the message could not be printed with.
+                quoted = json.dumps(part)
+            text += f"[{quoted}]"
         else:
             text += f"[{part!r}]"
     return text
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _value_error(path: list[Any], problem: str) -> ValidationError:
@@ -140,7 +153,7 @@ def check_number(number: int | float, path: list[Any]) -> None:
         if not math.isfinite(number):
             raise _value_error(path, f"{number!r} is not a JSON number; {_ALLOWED_TYPES}")
         magnitude = abs(number)
-        if magnitude and not MIN_NUMBER_MAGNITUDE <= magnitude < NUMBER_MAGNITUDE_LIMIT:
+        if magnitude and not MIN_NUMBER_MAGNITUDE <= magnitude < FLOAT_MAGNITUDE_LIMIT:
             raise _value_error(path, f"{number!r} is outside the range 1E-130 to 1E+126")
         return
 
