@@ -55,7 +55,7 @@ def chromium(tmp_path: Path):
         "--no-first-run",
         "--no-default-browser-check",
         "--window-size=1000,800",
-        # Only the sandbox on 127.0.0.1 resolves; any other host fails.
+        # Every host name fails to resolve; the test loads only http://127.0.0.1 pages.
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-profile-', dir=tmp_path)}",
     ):
@@ -85,12 +85,12 @@ def messages_on_page(driver) -> list[tuple[str, str]]:
     """Return (from, text) of each chat message shown on the current page."""
     from selenium.webdriver.common.by import By
 
-    shown = []
+    messages = []
     for item in driver.find_elements(By.CSS_SELECTOR, "#messages li.message"):
         sender = item.find_element(By.CLASS_NAME, "from").text
         text = item.find_element(By.CLASS_NAME, "text").text
-        shown.append((sender, text))
-    return shown
+        messages.append((sender, text))
+    return messages
 
 
 def wait_for_message(driver, expected: tuple[str, str]) -> None:
