@@ -189,3 +189,110 @@ def test_decode_event_turns_times_into_datetimes():
     assert decoded["item"]["modified"] == datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
     assert decoded["item"]["ttl"] is None
     assert decoded["previous"]["value"] == 1
+
+
+# More SDK forms
+
+
+async def test_ttl_datetime_is_absolute(data, channel):
+    moment = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    item = await data.set("k", 1, ttl=moment, meta=True)
+    assert item["ttl"] == moment
+    assert channel.calls[-1][1]["ttl"] == "2030-01-01T00:00:00+00:00"
+
+
+async def test_naive_datetime_ttl_is_utc(data):
+    item = await data.set("k", 1, ttl=datetime(2030, 1, 1), meta=True)
+    assert item["ttl"] == datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("ttl", ["soon", True, [1], float("nan")])
+async def test_invalid_ttl_raises_before_sending(data, channel, ttl):
+    with pytest.raises(ValidationError, match=r"^Invalid ttl value\."):
+        await data.set("k", 1, ttl=ttl)
+    assert channel.calls == []
+
+
+async def test_omitted_ttl_and_labels_are_not_sent(data, channel):
+    await data.set("k", {"a": 1}, ttl=60, label1="room:a")
+    await data.set("k", {"b": 1})
+    assert "ttl" not in channel.calls[-1][1]
+    assert "label1" not in channel.calls[-1][1]
+    item = await data.get("k", meta=True)
+    assert item["ttl"] is not None
+    assert item["label1"] == "room:a"
+
+
+async def test_none_removes_ttl_and_label(data):
+    await data.set("k", {"a": 1}, ttl=60, label1="room:a")
+    item = await data.set("k", {"b": 1}, ttl=None, label1=None, meta=True)
+    assert item["ttl"] is None
+    assert item["label1"] is None
+
+
+async def test_get_by_label_and_label_option(data):
+    await data.set("connection:1", {"name": "ann"}, label1="room:lobby")
+    await data.set("connection:2", {"name": "bob"}, label1="room:dev")
+    page = await data.get_by_label("label1", "room:lobby")
+    assert page == {"items": [{"key": "connection:1", "value": {"name": "ann"}}]}
+    assert await data.get("room:*", label="1") == {
+        "items": [
+            {"key": "connection:2", "value": {"name": "bob"}},
+            {"key": "connection:1", "value": {"name": "ann"}},
+        ]
+    }
+
+
+async def test_batch_get_and_remove(data):
+    await data.set("a", 1)
+    await data.set("b", 2)
+    assert await data.get(["a", "b", "c"]) == {"items": [{"key": "a", "value": 1}, {"key": "b", "value": 2}]}
+    assert await data.remove(["a", "b"]) is True
+    assert await data.get(["a", "b"]) == {"items": []}
+
+
+async def test_batch_limits_raise_before_sending(data, channel):
+    with pytest.raises(ValidationError, match="^You must provide at least one key$"):
+        await data.get([])
+    with pytest.raises(ValidationError, match="maximum of 25 items in one batch remove request"):
+        await data.remove([f"k{i}" for i in range(26)])
+    with pytest.raises(ValidationError, match="You cannot delete items using conditionals"):
+        await data.remove(["ns:a", "ns:*"])
+    assert channel.calls == []
+
+
+async def test_batch_set(data):
+    moment = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    result = await data.set(
+        [{"key": "a", "value": 1}, {"key": "b", "value": {"x": 1}, "label1": "l:1", "ttl": moment}],
+        meta=True,
+    )
+    assert [item["key"] for item in result["items"]] == ["a", "b"]
+    assert result["items"][1]["ttl"] == moment
+    with pytest.raises(ValidationError) as raised:
+        await data.set([{"key": "c", "value": {"bad": b"x"}}])
+    assert 'items[0]["value"]["bad"]' in str(raised.value)
+
+
+async def test_add_forms(data):
+    assert await data.add("n", 5) == 5
+    assert await data.add("n", -1.5) == 3.5
+    assert await data.add("d", "hits", 2) == {"hits": 2}
+    with pytest.raises(ValidationError, match=r"^'value' must be a number when using \$add$"):
+        await data.add("n", "1")
+    with pytest.raises(DataError, match="^Values must be numeric$"):
+        await data.add("d", "hits", "2")
+
+
+async def test_limit_checked_before_sending(data, channel):
+    for limit in (0, 1001, True, 2.0):
+        with pytest.raises(ValidationError, match=r"^'limit' must be between 1 and 1000$"):
+            await data.get("ns:*", limit=limit)
+    assert channel.calls == []
+
+
+async def test_default_and_exists(data):
+    assert await data.set("counter", None, default={"count": 0}) == {"count": 0}
+    assert await data.set("counter", {"count": {"$add": 1}}, exists=True) == {"count": 1}
+    with pytest.raises(ValidationError, match=r'^Invalid value at default\["x"\]'):
+        await data.set("counter", {"a": 1}, default={"x": {1, 2}})

@@ -3,8 +3,8 @@
 Each command's work is a plain function on a ``DataStore`` (``import_file``,
 ``export_file``, ``get_items``, ``remove_items``), so that the gateway's
 management API can run the same code on the store it owns. The Typer
-commands open the store of ``--data-dir`` directly, which requires that no
-``dev`` holds it.
+commands open the store of ``--data-dir`` directly, so they fail while a
+``dev`` process has it open.
 """
 
 from __future__ import annotations

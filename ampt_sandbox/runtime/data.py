@@ -1,4 +1,4 @@
-"""The ``data`` SDK: the key-value store as handler code sees it.
+"""The ``data`` SDK: the key-value store's calls for handler code.
 
 Every call goes to the gateway, which owns the store, as ``(method,
 params)`` with JSON params. This side checks what it can without the store
@@ -202,7 +202,7 @@ class Data:
     ) -> dict[str, Any]:
         """Return a page of the items whose label (``label1``..``label5``) matches ``key_or_pattern``.
 
-        The pattern syntax is that of ``get``; the result is always
+        The pattern syntax is that of ``get``. The result is always
         ``{"items": [...]}``, with ``last_key`` when the page reached ``limit``.
         """
         slot = parse_label_slot(label)

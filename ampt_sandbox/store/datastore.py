@@ -18,7 +18,6 @@ but no call returns them.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -31,6 +30,15 @@ from tinydb.table import Table
 
 from ..errors import DataError, ValidationError
 from .index import Entry, SortedIndex
+from .items import (
+    copy_json,
+    is_expired,
+    json_type,
+    new_document,
+    public_item,
+    split_stored,
+    stored_attributes,
+)
 from .journal import JournalStorage, StoreOpenError
 from .keys import (
     LABEL_SLOTS,
@@ -42,15 +50,6 @@ from .keys import (
     parse_label_value,
     parse_query,
     parse_removal_key,
-)
-from .items import (
-    copy_json,
-    is_expired,
-    json_type,
-    new_document,
-    public_item,
-    split_stored,
-    stored_attributes,
 )
 from .lock import DataDirLock, StoreLockedError
 from .merge import ADD, MISSING, merge_value
@@ -196,7 +195,7 @@ class DataStore:
     def expire(self) -> int:
         """Delete the items whose TTL has passed, emitting ``deleted`` for each; return how many.
 
-        Reads already skip expired items, so calling this is optional; it
+        Reads already skip expired items, so calling this is optional. It
         frees memory and sends the events that DynamoDB sends when its TTL
         process deletes an item.
         """
@@ -362,10 +361,11 @@ class DataStore:
         if exists is False and previous is not None:
             raise _with_key(DataError("Item already exists"), key)
 
-        kept = None if overwrite else previous
+        # With overwrite, nothing of the previous item carries over.
+        base = None if overwrite else previous
         try:
             new_value = merge_value(
-                MISSING if kept is None else kept["value"],
+                MISSING if base is None else base["value"],
                 value,
                 default=default,
                 remove_nulls=remove_nulls,
@@ -373,19 +373,19 @@ class DataStore:
         except DataError as exc:
             raise _with_key(exc, key) from None
 
-        document = new_document(new_value, kept, now)
+        document = new_document(new_value, base, now)
         if "ttl" in params:
             expires = resolve_ttl(params["ttl"], now, key)
             if expires is not None:
                 document["ttl"] = expires
-        elif kept is not None and "ttl" in kept:
-            document["ttl"] = kept["ttl"]
+        elif base is not None and "ttl" in base:
+            document["ttl"] = base["ttl"]
         for slot in LABEL_SLOTS:
             if slot in params:
                 if params[slot] is not None:
                     document[slot] = parse_label_value(params[slot], slot).text
-            elif kept is not None and slot in kept:
-                document[slot] = kept[slot]
+            elif base is not None and slot in base:
+                document[slot] = base[slot]
 
         check_item_size(stored_attributes(key, document), key)
         self._commit([(key, document)])

@@ -1,7 +1,8 @@
 """Sorted in-memory indexes that serve key and label patterns (no I/O).
 
-An index is a sorted list of ``(name, key)`` entries: for a collection, the
-item's name and its full key; for a label, the label's name and the key of
+An index is a sorted list of ``(name, key)`` entries. In a collection's
+index, ``name`` is the item's name and ``key`` its full key. In a label's
+index, ``name`` is the name part of the label value and ``key`` the key of
 the item that carries it. Pages are found by binary search, so a page costs
 O(log n + limit) whatever the size of the collection.
 """
@@ -63,8 +64,8 @@ class SortedIndex:
         return self.entries[low:min(high, low + limit)]
 
     def _span(self, bounds: KeyRange) -> tuple[int, int]:
-        # A 1-tuple sorts before every entry with the same name, and the name
-        # followed by NUL is the smallest string above the name; so these
+        # A 1-tuple sorts before every entry with the same name. The name
+        # followed by NUL is the smallest string above the name. So these
         # searches place each bound before or after all entries of a name.
         entries = self.entries
         low, high = 0, len(entries)

@@ -13,8 +13,8 @@ Every change reaches the operating system with one ``write`` call before
 the call that made it returns, so a process killed with SIGKILL loses
 nothing that was acknowledged. ``flush`` (and every write at most
 ``fsync_interval`` seconds after the last fsync) also makes it durable
-against a power loss. At open the journal is replayed; a last line without
-its newline is the trace of an append cut short by a crash, and is cut off.
+against a power loss. At open the journal is replayed. A last line without
+its newline is the trace of an append cut short by a crash, so it is cut off.
 Compaction rewrites the live documents to a temporary file, fsyncs it and
 renames it over the journal, so the file is whole at every instant.
 
@@ -46,8 +46,8 @@ class StoreOpenError(Exception):
     """The store file cannot be read; the message names the file and the problem."""
 
 
-def encode_operation(operation: list[Any]) -> bytes:
-    """Encode one journal line. JSON escapes newlines, so a line holds no raw ``\\n``."""
+def encode_operation(operation: Any) -> bytes:
+    """Encode one journal line. JSON escapes newlines, so a line contains no raw newline."""
     text = json.dumps(operation, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.encode("utf-8") + b"\n"
 
@@ -57,7 +57,7 @@ class JournalStorage(Storage):
 
     Writes through ``put``, ``delete`` and ``apply`` append one line each.
     TinyDB's own ``Table`` methods write through ``write``, which receives
-    the whole database and compacts it to the file; that is correct but
+    the whole database and compacts it to the file. That is correct, but it
     costs as much as TinyDB's stock storage.
 
     Args:
@@ -93,7 +93,7 @@ class JournalStorage(Storage):
         self._failed: str | None = None
         self._compact_at = compact_garbage
 
-        # A missing or empty file holds no data; compaction writes the header.
+        # A missing or empty file contains no data, so compaction writes the header.
         if self._replay() and not self._needs_compaction():
             self._open_for_append()
         else:
@@ -172,7 +172,7 @@ class JournalStorage(Storage):
         """
         self._check_writable()
         temporary = self.path.with_name(self.path.name + ".tmp")
-        lines = [encode_operation({"format": FORMAT, "version": VERSION})]  # type: ignore[arg-type]
+        lines = [encode_operation({"format": FORMAT, "version": VERSION})]
         for table, documents in self._tables.items():
             lines.extend(
                 encode_operation(["put", table, doc_id, document])

@@ -3,8 +3,8 @@
 Merge mode: when the stored value and the new value are both dicts, the
 top-level fields are merged, a field set to None is removed, nested values
 are replaced whole, and fields not given are kept. ``{"$add": n}`` adds
-``n`` to the whole value or, as a field's value, to that field; a missing
-number starts at 0 (or at ``default``'s number when it gives one).
+``n`` to the whole value or, as a field's value, to that field. A missing
+number starts at 0, or at ``default``'s number when it gives one.
 """
 
 from __future__ import annotations

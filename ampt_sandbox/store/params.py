@@ -74,7 +74,7 @@ def limit_param(params: dict[str, Any]) -> int:
 
 
 def batch_keys(keys: list[Any], verb: str, *, removal: bool = False) -> list[str]:
-    # The cloud's texts say "keys" for a batch get and "items" for the others.
+    # The cloud's messages name "keys" for a batch get and "items" for the others.
     noun = "key" if verb == "get" else "item"
     if not keys:
         raise ValidationError(f"You must provide at least one {noun}")

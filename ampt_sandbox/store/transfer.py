@@ -26,16 +26,16 @@ CONNECTION_COLLECTION = "connection"
 
 
 class InvalidImportError(ValidationError):
-    """The import file is not a valid array of items; the message says where."""
+    """An import file that is not a valid array of items; the message names the invalid part."""
 
 
 @dataclass(slots=True)
 class ImportResult:
-    """What an import changed.
+    """Counts of an import's changes.
 
-    ``deleted`` counts the live items that ``overwrite`` deleted first;
+    ``deleted`` counts the live items that ``overwrite`` deleted first.
     ``deleted_connections`` lists the ``connection:*`` keys among them,
-    the records that handlers keep for open connections.
+    which are the records that handlers keep for open connections.
     """
 
     imported: int

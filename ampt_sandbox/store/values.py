@@ -1,12 +1,16 @@
 """Values, item sizes and TTLs of the data store (no I/O).
 
-A value is what JSON can hold and DynamoDB can store: a dict with str keys,
-a list, a str, an int, a finite float, a bool, or None as a field. Sizes are
-counted the way DynamoDB counts them ("DynamoDB item sizes and formats" in
-the Amazon DynamoDB developer guide): UTF-8 bytes of every attribute name
-and string, about one byte per two significant digits of a number plus one,
-one byte for a bool or null, and three bytes per list or map plus one byte
-per element.
+A value is what JSON can represent and DynamoDB can store: a dict with str
+keys, a list, a str, an int, a finite float, a bool, or None as a field.
+
+Sizes are counted the way DynamoDB counts them, as the page "DynamoDB item
+sizes and formats" of the Amazon DynamoDB developer guide describes:
+
+- a string or attribute name: its UTF-8 bytes;
+- a number: one byte per two significant digits, plus one (an estimate in
+  DynamoDB's own words);
+- a bool or null: one byte;
+- a list or map: three bytes, plus one byte per element.
 """
 
 from __future__ import annotations
@@ -215,10 +219,10 @@ def check_item_size(attributes: dict[str, Any], key: str) -> None:
 def resolve_ttl(ttl: Any, now_ms: int, key: str) -> int | None:
     """Return the expiry time that ``ttl`` sets, in epoch milliseconds.
 
-    A number below 315,360,000 counts seconds from ``now_ms``, a larger one
-    is an epoch time in seconds, and an ISO 8601 string is an absolute time
-    (UTC when it has no offset, as in the cloud's functions, which run in
-    UTC). None returns None, which removes the TTL.
+    A number below 315,360,000 counts seconds from ``now_ms``, and a larger
+    one is an epoch time in seconds. An ISO 8601 string is an absolute time,
+    read as UTC when it has no offset because the cloud's functions run in
+    UTC. None returns None, which removes the TTL.
 
     Raises:
         ValidationError: "Invalid ttl value." for anything else, or a time
