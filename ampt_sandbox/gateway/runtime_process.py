@@ -29,7 +29,8 @@ START_TIMEOUT = 30.0
 class LoadResult:
     ok: bool
     handlers: dict[str, float] = field(default_factory=dict)
-    data_events: bool = False
+    # Longest timeout of the data change handlers in seconds; 0 when none.
+    data_events: float = 0.0
     error: str = ""
     traceback: str = ""
     filename: str | None = None
@@ -170,7 +171,7 @@ class RuntimeProcess:
         body = json.loads(frame.payload)
         if frame.op == Op.LOADED:
             result = LoadResult(
-                ok=True, handlers=body.get("handlers", {}), data_events=body.get("data_events", False)
+                ok=True, handlers=body.get("handlers", {}), data_events=float(body.get("data_events") or 0)
             )
         else:
             result = LoadResult(

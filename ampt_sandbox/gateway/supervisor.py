@@ -113,7 +113,9 @@ class Supervisor:
         old = self.active
         self.active = runtime
         self.handlers = dict(result.handlers)
-        self.data_events = result.data_events
+        if result.data_events:
+            self.handlers["data"] = result.data_events
+        self.data_events = bool(result.data_events)
         self.loaded = True
         self._active_since = asyncio.get_running_loop().time()
         backlog, self.backlog = self.backlog, []
@@ -123,7 +125,10 @@ class Supervisor:
             # The old runtime finishes the invocations it has, bounded by
             # their timeouts, then exits; a stuck one is killed.
             self.retiring.add(old)
-            grace = max(old.load_result.handlers.values(), default=5.0) + 1.0 if old.load_result else 6.0
+            grace = 6.0
+            if old.load_result is not None:
+                timeouts = [*old.load_result.handlers.values(), old.load_result.data_events]
+                grace = max(timeouts, default=5.0) + 1.0
             asyncio.create_task(old.stop(grace))
 
     def submit(self, invocation: Invocation) -> None:

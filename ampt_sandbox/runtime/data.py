@@ -408,6 +408,10 @@ class Data:
         """Return whether any handler is registered, so the gateway sends events at all."""
         return bool(self._registrations)
 
+    def max_timeout(self) -> float:
+        """Return the longest timeout of the registered handlers, 0 when there are none."""
+        return max((registration.timeout for registration in self._registrations), default=0.0)
+
     def clear_handlers(self) -> None:
         self._registrations.clear()
 

@@ -132,7 +132,7 @@ class Runtime:
             return
         handlers = {event: reg.timeout for event, reg in ws.handlers.items()}
         self._write(
-            encode_frame(Op.LOADED, _json({"handlers": handlers, "data_events": _has_data_handlers()}))
+            encode_frame(Op.LOADED, _json({"handlers": handlers, "data_events": data.max_timeout()}))
         )
 
     # Invocations.
@@ -175,12 +175,17 @@ class Runtime:
 
     async def _on_data_event(self, frame: Frame) -> None:
         event = json.loads(frame.payload)
-        failures: list[BaseException] = []
-        for handler, timeout in data.handlers_for(event):
-            try:
-                await _with_timeout(handler(event), timeout, f"data event {event.get('name')!r}")
-            except Exception as exc:  # noqa: BLE001 - every handler runs; report them all
-                failures.append(exc)
+        handlers = data.handlers_for(event)
+        if not handlers:
+            return
+        argument = data.decode_event(event)
+        what = f"data event '{event.get('name')}:{event.get('key')}'"
+        # Every matching handler runs, each within its own timeout, at once.
+        results = await asyncio.gather(
+            *(_with_timeout(handler(argument), timeout, what) for handler, timeout in handlers),
+            return_exceptions=True,
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             raise failures[0]
 
@@ -205,8 +210,6 @@ class Runtime:
         self.channel.close()
 
 
-def _has_data_handlers() -> bool:
-    return bool(data.has_handlers()) if hasattr(data, "has_handlers") else True
 
 
 class HandlerTimeout(Exception):
