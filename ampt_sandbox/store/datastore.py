@@ -153,8 +153,10 @@ class DataStore:
         Args:
             data_dir: the directory, created when missing.
             clock: the time source in epoch seconds (tests replace it).
-            fsync_interval: seconds an acknowledged write may stay without
-                fsync.
+            fsync_interval: a write fsyncs the journal when the last fsync
+                is at least this many seconds old. NOTE: a write followed by
+                none waits for ``flush`` or ``close``, so an owner that must
+                bound that time calls ``flush`` on a timer.
 
         Raises:
             StoreLockedError: another process holds the lock.

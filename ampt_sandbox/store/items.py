@@ -4,10 +4,10 @@ An item is stored in the ``items`` table under its key as::
 
     {"value": ..., "created": ms, "modified": ms, "ttl": ms, "label1": "ns:x", ...}
 
-``ttl`` and the labels are present only when set; times are epoch
-milliseconds. Stored documents are never changed in place: every write
-stores a new document, so results and events may share nested values
-with the store only through ``copy_json``.
+``ttl`` and the labels are present only when set, and times are epoch
+milliseconds. A write stores a new document and never changes a stored one
+in place. Results and events carry copies (``copy_json``) because their
+receivers may change them.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ storage keeps the tables in memory and writes one JSON line per change:
 
 Every change reaches the operating system with one ``write`` call before
 the call that made it returns, so a process killed with SIGKILL loses
-nothing that was acknowledged. ``flush`` (and every write at most
-``fsync_interval`` seconds after the last fsync) also makes it durable
-against a power loss. At open the journal is replayed. A last line without
+nothing that was acknowledged. ``flush`` also makes it durable against a
+power loss, and so does the fsync that a write runs when the last fsync is
+at least ``fsync_interval`` seconds old. At open the journal is replayed. A last line without
 its newline is the trace of an append cut short by a crash, so it is cut off.
 Compaction rewrites the live documents to a temporary file, fsyncs it and
 renames it over the journal, so the file is whole at every instant.
@@ -62,12 +62,12 @@ class JournalStorage(Storage):
 
     Args:
         path: the journal file; it is created when missing.
-        fsync_interval: the maximum time in seconds that an acknowledged
-            write may stay without fsync, checked at each write; 0 fsyncs
-            every write.
-        compact_garbage: compact once the journal holds this many lines
-            that no longer describe a live document and at least as many as
-            there are live documents.
+        fsync_interval: a write fsyncs the journal when the last fsync is
+            at least this many seconds old; 0 fsyncs every write. Without
+            later writes, the last ones wait for ``flush`` or ``close``.
+        compact_garbage: compact once the journal contains this many lines
+            that no longer describe a live document, and at least as many
+            as there are live documents.
 
     Raises:
         StoreOpenError: the file cannot be read or is not a journal; the
