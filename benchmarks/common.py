@@ -155,6 +155,13 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_busy_cpu_seconds() -> float:
+    """Return CPU seconds all CPUs spent outside idle and I/O wait since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 class CpuMeter:
     """CPU seconds used by a process tree, per process, between two readings.
 
@@ -321,10 +328,20 @@ class LoadResult:
     # runtime child makes up the rest of server_cpu_seconds.
     server_main_cpu_seconds: float
     client_cpu_seconds: float
+    # CPU used by everything else on the machine during the window (other
+    # programs, the kernel's own threads); more than a few tenths of a core
+    # means the round was disturbed.
+    background_cpu_seconds: float
 
     @property
     def round_trips_per_second(self) -> float:
         return self.round_trips / self.seconds if self.seconds else 0.0
+
+    @property
+    def echoes_per_second(self) -> float:
+        """Return replies per second that were the echo, not a throttle reply or an error."""
+        echoes = self.round_trips - self.throttled - self.unexpected
+        return echoes / self.seconds if self.seconds else 0.0
 
     @property
     def p50_ms(self) -> float:
@@ -333,6 +350,10 @@ class LoadResult:
     @property
     def p99_ms(self) -> float:
         return percentile(self.latencies_us, 0.99) / 1000
+
+    @property
+    def background_cores(self) -> float:
+        return self.background_cpu_seconds / self.seconds if self.seconds else 0.0
 
     @property
     def server_cpu_us_per_round_trip(self) -> float:
@@ -357,6 +378,7 @@ class LoadResult:
                 self.server_main_cpu_seconds / self.round_trips * 1e6 if self.round_trips else float("nan"), 1
             ),
             "client_cpu_seconds": round(self.client_cpu_seconds, 3),
+            "background_cpu_seconds": round(self.background_cpu_seconds, 3),
         }
 
 
@@ -416,7 +438,9 @@ def measure_load(
             process.stdin.flush()
         time.sleep(warmup)
         meter.start()
+        busy_start = machine_busy_cpu_seconds()
         time.sleep(duration)
+        busy = machine_busy_cpu_seconds() - busy_start
         server_cpu = meter.stop()
 
         reports = []
@@ -432,6 +456,7 @@ def measure_load(
         report_dir.cleanup()
 
     latencies = sorted(value for report in reports for value in report["latencies_us"])
+    client_cpu = sum(report["cpu_seconds"] for report in reports)
     return LoadResult(
         server=server.name,
         clients=clients,
@@ -445,7 +470,8 @@ def measure_load(
         latencies_us=latencies,
         server_cpu_seconds=sum(server_cpu.values()),
         server_main_cpu_seconds=server_cpu.get(server.pid, 0.0),
-        client_cpu_seconds=sum(report["cpu_seconds"] for report in reports),
+        client_cpu_seconds=client_cpu,
+        background_cpu_seconds=max(0.0, busy - sum(server_cpu.values()) - client_cpu),
     )
 
 
@@ -481,7 +507,8 @@ def compare_servers(
                 log(
                     f"  clients={clients}, round {round_index + 1}/{rounds}, {server.name}: "
                     f"{result.round_trips_per_second:,.0f} round trips/s, p50 {result.p50_ms:.3f} ms, "
-                    f"p99 {result.p99_ms:.3f} ms, server CPU {result.server_cpu_us_per_round_trip:.1f} us per round trip"
+                    f"p99 {result.p99_ms:.3f} ms, server CPU {result.server_cpu_us_per_round_trip:.1f} us per round trip, "
+                    f"background load {result.background_cores:.2f} cores"
                 )
         results[clients] = by_server
     return results

@@ -54,11 +54,12 @@ def render_markdown(
         "",
         f"Command: `{command}`",
         "",
-        "Medians over the rounds; server CPU is the whole process tree (for ampt-sandbox, the gateway's",
-        "share in brackets, the runtime has the rest).",
+        "Medians over the rounds. Server CPU is the whole process tree (for ampt-sandbox, the gateway's",
+        "share in brackets, the runtime has the rest). Background load is the CPU used by other programs",
+        "during the measured windows, the highest round shown: above 0.2 cores, a round was disturbed.",
         "",
-        "| clients | server | round trips/s | p50 ms | p99 ms | server CPU µs per round trip |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| clients | server | round trips/s | p50 ms | p99 ms | server CPU µs per round trip | background load (cores) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for clients, by_server in results.items():
         for name, runs in by_server.items():
@@ -68,7 +69,8 @@ def render_markdown(
                 cpu += f" ({gateway:.0f})"
             lines.append(
                 f"| {clients} | {name} | {median([run.round_trips_per_second for run in runs]):,.0f} "
-                f"| {median([run.p50_ms for run in runs]):.3f} | {median([run.p99_ms for run in runs]):.3f} | {cpu} |"
+                f"| {median([run.p50_ms for run in runs]):.3f} | {median([run.p99_ms for run in runs]):.3f} | {cpu} "
+                f"| {max(run.background_cores for run in runs):.2f} |"
             )
 
     lines += [
@@ -106,7 +108,7 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,10,50", help="comma-separated client counts (default: 1,10,50)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per client count (default: 5)")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per server and round (default: 2)")
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds measured per server and round (default: 1.5)")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds of load before each measurement (default: 0.5)")
     parser.add_argument(
         "--workers", type=int, default=None,
