@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-import fcntl
+import fcntl  # NOTE: POSIX only, so the data store does not open on Windows.
 import os
 from pathlib import Path
 
