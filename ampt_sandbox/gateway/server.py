@@ -467,9 +467,13 @@ class Gateway:
 
     async def _watch(self) -> None:
         config = self.config
+        next_store_tick = self.loop.time() + 1.0
         while True:
             await asyncio.sleep(0.25)
             now = self.loop.time()
+            if self.store is not None and now >= next_store_tick:
+                next_store_tick = now + 1.0
+                self._tick_store()
             for invocation in list(self.invocations.values()):
                 runtime = invocation.runtime
                 if runtime is not None and now > invocation.deadline and runtime.alive:
@@ -490,6 +494,19 @@ class Gateway:
                         CloseCode.GOING_AWAY, "maximum connection duration reached",
                         f"closed with 1001: open for more than {config.max_connection_age:g} s",
                     )
+
+    def _tick_store(self) -> None:
+        # Expired items are deleted here so their deleted events reach
+        # data.on handlers, and a periodic fsync bounds what a power loss
+        # could take to about a second of writes.
+        try:
+            expired = self.store.expire()
+            self.store.flush()
+        except Exception:  # noqa: BLE001 - keep serving; the next tick retries
+            logger.exception("Periodic maintenance of the data store failed")
+            return
+        if expired:
+            logger.info("Deleted %d expired items from the data store", expired)
 
     def live_connection_ids(self) -> list[str]:
         return [client.id for client in self.clients.values() if client.open]
