@@ -119,7 +119,10 @@ class FrameParser:
             start = offset + HEADER_SIZE
             if end - start < length:
                 break
-            connection_id = cid.rstrip(b"\0").decode("ascii") if cid != NO_CONNECTION else ""
+            try:
+                connection_id = cid.rstrip(b"\0").decode("ascii") if cid != NO_CONNECTION else ""
+            except UnicodeDecodeError:
+                raise ChannelProtocolError(f"connection id {bytes(cid)!r} is not ASCII") from None
             frames.append(Frame(op, flags, request_id, connection_id, bytes(buffer[start : start + length])))
             offset = start + length
 

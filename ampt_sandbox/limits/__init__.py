@@ -45,13 +45,17 @@ def resolve_limits(env: str, burst: int | None = None, rate: float | None = None
 
 
 class TokenBucket:
-    """A token bucket of ``capacity`` tokens refilled at ``rate`` tokens per second."""
+    """A token bucket of ``capacity`` tokens refilled at ``rate`` tokens per second.
+
+    The capacity defaults to ``rate``, but to at least one token: a message
+    costs a whole token, so a smaller bucket would never let one through.
+    """
 
     __slots__ = ("capacity", "rate", "tokens", "updated")
 
     def __init__(self, rate: float, now: float, capacity: float | None = None) -> None:
         self.rate = float(rate)
-        self.capacity = float(capacity if capacity is not None else rate)
+        self.capacity = float(capacity if capacity is not None else max(rate, 1.0))
         self.tokens = self.capacity
         self.updated = now
 
