@@ -10,9 +10,11 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from .admin import AdminServer
 from .config import GatewayConfig
 from .reloader import watch_and_reload
 from .server import Gateway
+from .statefile import remove_state, write_state
 
 logger = logging.getLogger("ampt_sandbox.gateway")
 
@@ -45,6 +47,33 @@ async def run_dev(
                 "that uses it, or pass --port 0 to pick a free port"
             ) from None
         raise StartError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+
+    # The management API and the state file let the other commands find and
+    # drive this run. A clean exit removes the state file.
+    admin = AdminServer(gateway)
+    try:
+        await admin.start()
+        write_state(config.data_dir, admin.state())
+    except OSError as exc:
+        await admin.close()
+        await gateway.shutdown()
+        raise StartError(
+            f"cannot start the management API or write the state file in {config.data_dir}: {exc.strerror or exc}"
+        ) from None
+    try:
+        await _serve(config, gateway, admin, on_url, on_gateway)
+    finally:
+        await admin.close()
+        remove_state(config.data_dir, admin.pid)
+
+
+async def _serve(
+    config: GatewayConfig,
+    gateway: Gateway,
+    admin: AdminServer,
+    on_url: Callable[[Gateway], None],
+    on_gateway: Callable[[Gateway], None] | None,
+) -> None:
     if on_gateway is not None:
         on_gateway(gateway)
 
@@ -69,11 +98,13 @@ async def run_dev(
     async def load(reason: str) -> None:
         nonlocal url_shown
         result = await gateway.supervisor.load(reason)
+        admin.record_load(reason, result)
         if result.ok and not url_shown:
             url_shown = True
             on_url(gateway)
 
     result = await gateway.supervisor.load("start")
+    admin.record_load("start", result)
     if not result.ok and not config.reload:
         await gateway.shutdown()
         raise StartError(f"{config.app} failed to import: {result.error}")
