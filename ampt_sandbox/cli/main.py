@@ -87,6 +87,8 @@ def dev(
     from ..limits import resolve_limits
     from ..store import DataStore, StoreLockedError, StoreOpenError
 
+    from .manage import reject_second_dev, running_sandbox
+
     setup_plain_logging(log_level.value)
     app_path = app_file.resolve()
     if not app_path.is_file():
@@ -112,10 +114,17 @@ def dev(
         ping_timeout=ping_timeout or None,
         max_send_queue=max_send_queue,
     )
+    # One dev per data directory; a state file left by a dead process is replaced.
+    running = running_sandbox(config.data_dir)
+    if running is not None:
+        reject_second_dev(config.data_dir, running)
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = DataStore.open(config.data_dir)
     except StoreLockedError as exc:
+        running = running_sandbox(config.data_dir)
+        if running is not None:
+            reject_second_dev(config.data_dir, running)
         fail(str(exc))
     except StoreOpenError as exc:
         fail(str(exc))
@@ -139,3 +148,7 @@ def main() -> None:
 
 # Commands defined in their own modules register themselves on ``app``.
 from . import connect_cmd, init_cmd  # noqa: E402, F401
+
+
+# The management commands register themselves on ``app``.
+from . import manage  # noqa: E402,F401
