@@ -31,6 +31,11 @@ class Environment(str, Enum):
     stage = "stage"
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 class LogLevel(str, Enum):
     debug = "debug"
     info = "info"
@@ -45,12 +50,9 @@ def fail(message: str) -> None:
 
 
 def setup_plain_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("ampt_sandbox")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    from ..liveview.logs import install_handler, plain_handler
+
+    install_handler(plain_handler(), level)
 
 
 DataDirOption = Annotated[
@@ -76,6 +78,12 @@ def dev(
     ping_timeout: Annotated[float, typer.Option(help="Seconds to wait for a keepalive pong.")] = 20.0,
     max_send_queue: Annotated[int, typer.Option(help="Bytes queued for one client before it is closed with 1008.")] = 4 * 1024 * 1024,
     log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.")] = LogLevel.info,
+    no_tui: Annotated[
+        bool, typer.Option("--no-tui", help="Print log lines instead of the live view; the default when output is not a terminal.")
+    ] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log lines on stderr as text, or as one JSON object a line for tools (no live view).")
+    ] = LogFormat.text,
 ) -> None:
     """Serve APP.py on a local WebSocket URL until Ctrl-C."""
     import asyncio
@@ -89,7 +97,19 @@ def dev(
 
     from .manage import reject_second_dev, running_sandbox
 
-    setup_plain_logging(log_level.value)
+    view = None
+    if log_format is LogFormat.json:
+        from ..liveview.logs import install_handler, json_handler
+
+        install_handler(json_handler(), log_level.value)
+    elif not no_tui and sys.stdout.isatty():
+        from ..liveview.logs import install_handler
+        from ..liveview.view import LiveView
+
+        view = LiveView()
+        install_handler(view.handler, log_level.value)
+    else:
+        setup_plain_logging(log_level.value)
     app_path = app_file.resolve()
     if not app_path.is_file():
         fail(f"app file not found: {app_file}; pass the path of your handler module, e.g. app.py")
@@ -132,14 +152,24 @@ def dev(
         fail(f"cannot use data directory {config.data_dir}: {exc.strerror or exc}")
 
     def show_url(gateway: Gateway) -> None:
-        typer.echo(gateway.url)
-        sys.stdout.flush()
+        # The live view shows the URL in its header instead.
+        if view is None:
+            typer.echo(gateway.url)
+            sys.stdout.flush()
 
+    error = None
+    if view is not None:
+        view.start()
     try:
         install_event_loop_policy()
-        asyncio.run(run_dev(config, store, show_url))
+        asyncio.run(run_dev(config, store, show_url, view.attach if view is not None else None))
     except StartError as exc:
-        fail(str(exc))
+        error = str(exc)
+    finally:
+        if view is not None:
+            view.stop()
+    if error is not None:
+        fail(error)
 
 
 def main() -> None:
