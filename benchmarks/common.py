@@ -50,6 +50,8 @@ PLAIN_ECHO_SERVER = BENCH_DIR / "plain_echo_server.py"
 DEFAULT_PAYLOAD = b'{"n":12345,"text":"hello from the load client","type":"chat"}'
 TOO_MANY_REQUESTS_PREFIX = b'{"message":"Too Many Requests"'
 
+# Load client implementations: "lean" is LoadClient, "websockets" is LibraryLoadClient.
+CLIENT_KINDS = ("lean", "websockets")
 URL_LINE = re.compile(r"^wss?://\S+$")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -156,10 +158,14 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def machine_busy_cpu_seconds() -> float:
-    """Return CPU seconds all CPUs spent outside idle and I/O wait since boot."""
+    """Return CPU seconds all CPUs spent running processes or stolen by the hypervisor, since boot.
+
+    Interrupt and softirq time is left out: much of it is the loopback network
+    traffic of the benchmark itself, which no process is charged for.
+    """
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + steal) / CLOCK_TICKS
 
 
 class CpuMeter:
@@ -395,6 +401,7 @@ def measure_load(
     warmup: float,
     duration: float,
     payload: bytes = DEFAULT_PAYLOAD,
+    client: str = "lean",
 ) -> LoadResult:
     """Run ``clients`` closed-loop clients against ``server`` and return what they measured.
 
@@ -421,6 +428,7 @@ def measure_load(
                         "--duration", str(duration),
                         "--payload", payload.decode("utf-8"),
                         "--report", str(report_path),
+                        "--client", client,
                     ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -483,33 +491,48 @@ def compare_servers(
     warmup: float,
     duration: float,
     workers: int | None = None,
+    max_background: float = 0.25,
+    client: str = "lean",
 ) -> dict[int, dict[str, list[LoadResult]]]:
     """Measure every server at every client count, ``rounds`` times, alternating servers.
 
     Each round measures all servers one after the other, and the order rotates
     from round to round, so that drift of the machine (other load, CPU clock)
-    spreads over all of them. Returns results by client count, then server name.
+    spreads over all of them. A round in which other programs used more than
+    ``max_background`` cores during any measurement is run once more, and the
+    second try is kept whatever its background load. Returns results by
+    client count, then server name.
     """
     results: dict[int, dict[str, list[LoadResult]]] = {}
     for clients in client_counts:
         by_server: dict[str, list[LoadResult]] = {server.name: [] for server in servers}
         for round_index in range(rounds):
             shift = round_index % len(servers)
-            for server in [*servers[shift:], *servers[:shift]]:
-                result = measure_load(
-                    server,
-                    clients,
-                    workers=workers or default_workers(clients),
-                    warmup=warmup,
-                    duration=duration,
-                )
-                by_server[server.name].append(result)
-                log(
-                    f"  clients={clients}, round {round_index + 1}/{rounds}, {server.name}: "
-                    f"{result.round_trips_per_second:,.0f} round trips/s, p50 {result.p50_ms:.3f} ms, "
-                    f"p99 {result.p99_ms:.3f} ms, server CPU {result.server_cpu_us_per_round_trip:.1f} us per round trip, "
-                    f"background load {result.background_cores:.2f} cores"
-                )
+            order = [*servers[shift:], *servers[:shift]]
+            for attempt in (1, 2):
+                round_results = []
+                for server in order:
+                    result = measure_load(
+                        server,
+                        clients,
+                        workers=workers or default_workers(clients),
+                        warmup=warmup,
+                        duration=duration,
+                        client=client,
+                    )
+                    round_results.append(result)
+                    log(
+                        f"  clients={clients}, round {round_index + 1}/{rounds}, {server.name}: "
+                        f"{result.round_trips_per_second:,.0f} round trips/s, p50 {result.p50_ms:.3f} ms, "
+                        f"p99 {result.p99_ms:.3f} ms, server CPU {result.server_cpu_us_per_round_trip:.1f} us per "
+                        f"round trip, background load {result.background_cores:.2f} cores"
+                    )
+                busiest = max(result.background_cores for result in round_results)
+                if busiest <= max_background or attempt == 2:
+                    break
+                log(f"  other programs used {busiest:.2f} cores during this round; running it again")
+            for result in round_results:
+                by_server[result.server].append(result)
         results[clients] = by_server
     return results
 
@@ -546,6 +569,18 @@ class WorkerStats:
         self.unexpected = 0
         self.closed = 0
         self.latencies_ns: list[int] = []
+
+    def record(self, reply: bytes, expected: bytes, sent_at: int) -> None:
+        """Count one reply that arrived now for a message sent at ``sent_at`` (``perf_counter_ns``)."""
+        if not self.recording:
+            return
+        self.round_trips += 1
+        self.latencies_ns.append(time.perf_counter_ns() - sent_at)
+        if reply != expected:
+            if reply.startswith(TOO_MANY_REQUESTS_PREFIX):
+                self.throttled += 1
+            else:
+                self.unexpected += 1
 
 
 class LoadClient(asyncio.Protocol):
@@ -664,20 +699,14 @@ class LoadClient(asyncio.Protocol):
             self.transport.write(_client_frame(0xA, payload))
 
     def _on_message(self, payload: bytes) -> None:
-        stats = self.stats
-        now = time.perf_counter_ns()
-        if stats.recording:
-            stats.round_trips += 1
-            stats.latencies_ns.append(now - self.sent_at)
-            if payload != self.payload:
-                if payload.startswith(TOO_MANY_REQUESTS_PREFIX):
-                    stats.throttled += 1
-                else:
-                    stats.unexpected += 1
-        if stats.sending:
+        self.stats.record(payload, self.payload, self.sent_at)
+        if self.stats.sending:
             self.send()
         elif not self.idle.done():
             self.idle.set_result(None)
+
+    def start(self) -> None:
+        self.send()
 
     def send(self) -> None:
         if self.transport is None:
@@ -695,13 +724,56 @@ class LoadClient(asyncio.Protocol):
             self.transport.abort()
 
 
-async def run_worker(url: str, clients: int, warmup: float, duration: float, payload: bytes) -> dict[str, Any]:
+class LibraryLoadClient:
+    """The same closed loop as ``LoadClient``, through the ``websockets`` library's client.
+
+    It costs the worker about twice the CPU per round trip of ``LoadClient``
+    (19 against 10 µs at 10 clients on the 2-CPU machine of README.md), and
+    on 2 cores that CPU is taken from the server under test.
+    """
+
+    def __init__(self, websocket: Any, payload: bytes, stats: WorkerStats) -> None:
+        self.websocket = websocket
+        self.payload = payload
+        self.stats = stats
+        self.idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        text = self.payload.decode("utf-8")
+        try:
+            while self.stats.sending:
+                sent_at = time.perf_counter_ns()
+                await self.websocket.send(text)
+                reply = await self.websocket.recv(decode=False)
+                self.stats.record(reply, self.payload, sent_at)
+        except ConnectionClosed:
+            self.stats.closed += 1
+        finally:
+            self.idle.set_result(None)
+
+    async def close(self) -> None:
+        await self.websocket.close()
+
+
+async def open_clients(url: str, clients: int, payload: bytes, stats: WorkerStats, kind: str) -> list[Any]:
+    """Open ``clients`` connections of ``kind`` ("lean" or "websockets") and wait for their handshakes."""
+    if kind == "websockets":
+        from websockets.asyncio.client import connect
+
+        websockets = [await connect(url, compression=None, ping_interval=None) for _ in range(clients)]
+        return [LibraryLoadClient(websocket, payload, stats) for websocket in websockets]
+
     match = re.match(r"^ws://([^:/]+):(\d+)(/.*)?$", url)
     if match is None:
         raise ValueError(f"unsupported URL {url!r}; expected ws://HOST:PORT[/PATH]")
     host, port, path = match.group(1), int(match.group(2)), match.group(3) or "/"
     loop = asyncio.get_running_loop()
-    stats = WorkerStats()
     connections: list[LoadClient] = []
     for _ in range(clients):
         _transport, client = await loop.create_connection(
@@ -709,12 +781,21 @@ async def run_worker(url: str, clients: int, warmup: float, duration: float, pay
         )
         connections.append(client)
     await asyncio.wait_for(asyncio.gather(*(client.opened for client in connections)), 30)
+    return connections
+
+
+async def run_worker(
+    url: str, clients: int, warmup: float, duration: float, payload: bytes, kind: str
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stats = WorkerStats()
+    connections = await open_clients(url, clients, payload, stats, kind)
 
     print("ready", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
 
     for client in connections:
-        client.send()
+        client.start()
     await asyncio.sleep(warmup)
     stats.recording = True
     cpu_start = time.process_time()
@@ -756,9 +837,12 @@ def worker_main(argv: list[str]) -> None:
     parser.add_argument("--duration", type=float, required=True, help="seconds measured")
     parser.add_argument("--payload", default=DEFAULT_PAYLOAD.decode())
     parser.add_argument("--report", type=Path, required=True, help="JSON file to write the counts and latencies to")
+    parser.add_argument("--client", choices=CLIENT_KINDS, default="lean", help="WebSocket client implementation")
     args = parser.parse_args(argv)
     use_uvloop()
-    report = asyncio.run(run_worker(args.url, args.clients, args.warmup, args.duration, args.payload.encode()))
+    report = asyncio.run(
+        run_worker(args.url, args.clients, args.warmup, args.duration, args.payload.encode(), args.client)
+    )
     args.report.write_text(json.dumps(report))
 
 

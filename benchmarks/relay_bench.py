@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from common import (
+    CLIENT_KINDS,
     ECHO_APP,
     LoadResult,
     ServerProcess,
@@ -119,6 +120,11 @@ def parse_arguments() -> argparse.Namespace:
         help="event loops of the plain websockets server, comma-separated, the first one the reference "
         "for the ratios: uvloop, asyncio (default: uvloop)",
     )
+    parser.add_argument(
+        "--client", choices=CLIENT_KINDS, default="lean",
+        help="load client: lean (a minimal client, the default) or websockets (the library's client, "
+        "which takes more CPU from the servers)",
+    )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     return parser.parse_args()
 
@@ -143,7 +149,7 @@ def main() -> None:
             log(f"Started {server.name} at {server.url}")
         results = compare_servers(
             servers, client_counts, rounds=args.rounds, warmup=args.warmup, duration=args.duration,
-            workers=args.workers,
+            workers=args.workers, client=args.client,
         )
 
     command = " ".join([".venv/bin/python benchmarks/relay_bench.py", *sys.argv[1:]])
