@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ampt_sandbox.cli.main import app
+from ampt_sandbox.cli.manage import format_duration, format_status
 from ampt_sandbox.gateway.statefile import SandboxState, write_state
 
 runner = CliRunner()
@@ -322,3 +323,38 @@ def test_crash_traceback_hides_token(tmp_path: Path) -> None:
     control = run_crashing_command(tmp_path, "show-locals")
     assert "simulated failure inside a command" in control.stderr
     assert token in control.stderr
+
+
+# The text form.
+
+
+def test_format_status_inactive_and_unlimited() -> None:
+    body = {
+        "running": True, "pid": 42, "url": "ws://127.0.0.1:8765", "admin_url": "http://127.0.0.1:9000",
+        "app": "/srv/app.py", "data_dir": "/srv/.ampt", "environment": "stage",
+        "limits": {"burst": None, "rate": None}, "state": "inactive",
+        "inactive_reason": "the app failed to import: SyntaxError", "started_at": "2024-01-01T00:00:00.000+00:00",
+        "uptime_seconds": 3725.5, "connections": 0, "connections_total": 4, "connections_rejected": 3,
+        "connections_rejected_by_status": {"403": 2, "429": 0, "500": 1}, "messages_received": 9,
+        "messages_sent": 8, "messages_throttled": 0, "invocations_in_flight": 0, "handler_errors": 1,
+        "handler_timeouts": 2, "reloads": 1, "restarts": 0,
+        "last_load": {"reason": "file change", "ok": False, "error": "SyntaxError", "at": "2024-01-01T01:00:00.000+00:00"},
+        "data_items": None,
+    }
+    text = format_status(body)
+    assert text.splitlines()[0] == "Sandbox running in /srv/.ampt"
+    assert "  environment  stage: no burst limit, no rate limit" in text
+    assert "  state        inactive (the app failed to import: SyntaxError)" in text
+    assert "  uptime       1h 02m 05s" in text
+    assert "  connections  0 live, 4 in total, 3 rejected (403: 2, 500: 1)" in text
+    assert "  handlers     1 error, 2 timeouts, 0 in flight" in text
+    assert "last load: failed: SyntaxError (file change, 2024-01-01T01:00:00.000+00:00)" in text
+    assert "  data items   unknown" in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0.4, "0s"), (59.9, "59s"), (61, "1m 01s"), (3600, "1h 00m 00s"), (90061, "1d 1h 01m")],
+)
+def test_format_duration(seconds: float, expected: str) -> None:
+    assert format_duration(seconds) == expected
