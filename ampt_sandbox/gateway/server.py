@@ -196,8 +196,19 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 10)
 
-        # disconnected handlers: each is bounded by its own timeout.
-        await self._wait_for_invocations(max(self.handlers.values(), default=5.0) + HUNG_GRACE)
+        # Handlers still running had their grace period and are not waited
+        # for again. The disconnected handlers, and the data events they
+        # cause, are each bounded by their own timeout.
+        abandoned = [inv for inv in self.invocations.values() if inv.event not in ("disconnected", "data")]
+        if abandoned:
+            logger.warning(
+                "Stopping without waiting for %d handlers still running after %g s: %s",
+                len(abandoned), self.config.shutdown_grace,
+                ", ".join(f"{inv.event} for {inv.connection_id}" for inv in abandoned[:10]),
+            )
+        final_events = ("disconnected", "data")
+        final_timeout = max((self.handlers.get(event, 0.0) for event in final_events), default=0.0) or 5.0
+        await self._wait_for_invocations(final_timeout + HUNG_GRACE, final_events)
         if self._watchdog is not None:
             self._watchdog.cancel()
         await self.supervisor.stop()
@@ -206,9 +217,12 @@ class Gateway:
         self.stopped.set()
         logger.info("Stopped")
 
-    async def _wait_for_invocations(self, seconds: float) -> None:
+    async def _wait_for_invocations(self, seconds: float, events: tuple[str, ...] | None = None) -> None:
+        """Wait up to ``seconds`` until no invocation (of ``events``, when given) is in flight."""
         deadline = self.loop.time() + seconds
-        while self.invocations and self.loop.time() < deadline:
+        while self.loop.time() < deadline:
+            if not any(events is None or inv.event in events for inv in self.invocations.values()):
+                return
             await asyncio.sleep(0.02)
 
     # Handshake.
