@@ -10,11 +10,15 @@ import socket
 import stat
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import REPO, Sandbox
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from ampt_sandbox.gateway.admin import AdminClient, AdminError, AdminServer
+from ampt_sandbox.gateway.statefile import SandboxState
 
 APP = """
 from ampt_sandbox import ws
@@ -329,3 +333,39 @@ def test_token_never_in_output(sandbox: Sandbox) -> None:
     raw_request(sandbox, "POST", "/connections/unknown", body={"message": "x"})
     assert "Rejected a management API request" in sandbox.output
     assert token not in sandbox.output
+
+
+# In-process, with a fake gateway.
+
+
+async def test_route_failure_gets_500() -> None:
+    def broken_call(method: str, params: dict) -> None:
+        raise RuntimeError("bug in a data call")
+
+    gateway = SimpleNamespace(
+        stopping=False, call=broken_call, url="ws://127.0.0.1:1",
+        config=SimpleNamespace(app=Path("app.py"), data_dir=Path("/nonexistent")),
+    )
+    admin = AdminServer(gateway)
+    await admin.start()
+    try:
+        client = AdminClient(admin.state())
+        with pytest.raises(AdminError) as caught:
+            await asyncio.to_thread(client.data, "get", {"key": "k"})
+        assert caught.value.status == 500
+        assert "bug in a data call" in caught.value.message
+        # The server keeps serving after the failure.
+        with pytest.raises(AdminError) as caught:
+            await asyncio.to_thread(client.data, "close", {})
+        assert caught.value.status == 404
+    finally:
+        await admin.close()
+
+
+def test_client_rejects_remote_address() -> None:
+    state = SandboxState(
+        pid=1, url="ws://127.0.0.1:1", admin_url="http://192.0.2.1:8000", token="t",
+        started_at="2024-01-01T00:00:00.000+00:00", app="app.py", data_dir="/tmp",
+    )
+    with pytest.raises(ValueError, match="not an http:// loopback address"):
+        AdminClient(state)

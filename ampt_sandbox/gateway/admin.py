@@ -158,6 +158,12 @@ class AdminServer:
             except TimeoutError:
                 status, headers = http.HTTPStatus.REQUEST_TIMEOUT, {}
                 body = {"error": {"type": "Error", "message": f"the request did not arrive within {REQUEST_TIMEOUT:g} s"}}
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug in one route must not leave the caller waiting
+                logger.exception("A management API request failed")
+                status, headers = http.HTTPStatus.INTERNAL_SERVER_ERROR, {}
+                body = {"error": {"type": "Error", "message": f"internal error in the sandbox: {exc}"}}
             writer.write(_encode_response(status, body, headers))
             await writer.drain()
             # Closing with unread input would reset the connection and could
