@@ -345,6 +345,12 @@ class Gateway:
             self.supervisor.broadcast(encode_frame(Op.DISCONNECTED, b'{"reason":null}', connection_id=client.id))
 
     def _enqueue(self, client: Client, payload: bytes) -> None:
+        if client.close_reason is not None:
+            # The gateway is closing this connection, so its writer sends
+            # nothing more. Queueing would only fill the queue again and
+            # repeat the 1008 close of a client that stopped reading.
+            self.counters["messages_dropped_closing"] += 1
+            return
         client.enqueue(payload)
         if client.queued_bytes > self.config.max_send_queue:
             self.counters["send_queue_overflow"] += 1
