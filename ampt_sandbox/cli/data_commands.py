@@ -2,20 +2,21 @@
 
 Each command's work is a plain function on a ``DataStore`` (``import_file``,
 ``export_file``, ``get_items``, ``remove_items``), so that the gateway's
-management API can run the same code on the store it owns. The Typer
-commands open the store of ``--data-dir`` directly, so they fail while a
-``dev`` process has it open.
+management API can run the same code on the store it owns. While a ``dev``
+process runs on ``--data-dir``, the Typer commands send their work through
+its management API, so the store keeps one writer; otherwise they open the
+store themselves and hold its lock, which keeps a ``dev`` out meanwhile.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -23,7 +24,11 @@ from ..errors import DataError
 from ..store import DataStore, StoreLockedError, StoreOpenError
 from ..store.transfer import ImportResult, parse_import
 
+if TYPE_CHECKING:
+    from ..gateway.admin import AdminClient
+
 DEFAULT_DATA_FILE = "data.json"
+T = TypeVar("T")
 
 data_app = typer.Typer(
     name="data",
@@ -113,6 +118,20 @@ def get_items(
     label: str | None = None,
 ) -> Any:
     """Return what ``data.get`` returns for a key or pattern, times in epoch milliseconds."""
+    params = get_params(key_or_pattern, limit=limit, reverse=reverse, start=start, meta=meta, label=label)
+    return store.call("get", params)
+
+
+def get_params(
+    key_or_pattern: str,
+    *,
+    limit: int = 100,
+    reverse: bool = False,
+    start: str | None = None,
+    meta: bool = False,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Return the parameters of a ``get`` call, as the store and the management API take them."""
     params: dict[str, Any] = {
         "key": key_or_pattern,
         "limit": limit,
@@ -123,7 +142,7 @@ def get_items(
         params["start"] = start
     if label is not None:
         params["label"] = label
-    return store.call("get", params)
+    return params
 
 
 def remove_items(store: DataStore, key: str) -> bool:
@@ -154,6 +173,30 @@ def _opened_store(data_dir: Path) -> Iterator[DataStore]:
         yield store
     finally:
         store.close()
+
+
+def _run(
+    data_dir: Path,
+    offline: Callable[[DataStore], T],
+    online: Callable[[AdminClient], T],
+) -> T:
+    """Run a command through the sandbox running on ``data_dir``, or on the store itself."""
+    from ..gateway.admin import AdminClient, AdminError, AdminUnavailable
+    from .manage import running_sandbox
+
+    state = running_sandbox(data_dir.resolve())
+    if state is None:
+        with _opened_store(data_dir) as store:
+            try:
+                return offline(store)
+            except (CommandError, DataError) as exc:
+                _reject(str(exc))
+    try:
+        return online(AdminClient(state))
+    except AdminError as exc:
+        _reject(exc.message)
+    except AdminUnavailable as exc:
+        _reject(f"the sandbox running in {data_dir.resolve()} (process {state.pid}) does not respond: {exc}")
 
 
 def _print_json(value: Any) -> None:
@@ -189,21 +232,33 @@ def import_command(
     data_dir: DataDirOption = Path(".ampt"),
 ) -> None:
     """Import items from a JSON file; each one overwrites its key, other keys stay."""
-    with _opened_store(data_dir) as store:
-        try:
-            result = import_file(store, file, overwrite=overwrite)
-        except (CommandError, DataError) as exc:
-            _reject(str(exc))
+    if not file.is_file():
+        _reject(f'File "{file}" not found.')
 
+    def offline(store: DataStore) -> dict[str, Any]:
+        result = import_file(store, file, overwrite=overwrite)
+        # With no sandbox running, no connection is open.
+        return {
+            "imported": result.imported,
+            "deleted": result.deleted,
+            "deleted_connections": result.deleted_connections,
+            "deleted_live_connections": 0,
+        }
+
+    result = _run(data_dir, offline, lambda client: client.import_file(file, overwrite))
     if overwrite:
-        typer.echo(f"Deleted {result.deleted} items before the import.")
-        if result.deleted_connections:
+        typer.echo(f"Deleted {result['deleted']} items before the import.")
+        records = len(result.get("deleted_connections", []))
+        live = result.get("deleted_live_connections", 0)
+        if live:
             typer.echo(
-                f"Warning: deleted {len(result.deleted_connections)} connection:* records; "
-                "a connection that is still open keeps its socket but has lost its record.",
+                f"Warning: deleted {records} connection:* records, {live} of them belonging to live "
+                "connections; those sockets stay open, but the app has lost their records.",
                 err=True,
             )
-    typer.echo(f"Imported {result.imported} items from {file}.")
+        elif records:
+            typer.echo(f"Note: deleted {records} connection:* records; none belonged to a live connection.", err=True)
+    typer.echo(f"Imported {result['imported']} items from {file}.")
 
 
 @data_app.command("export")
@@ -222,11 +277,11 @@ def export_command(
         export_path(file)
     except CommandError as exc:
         _reject(str(exc))
-    with _opened_store(data_dir) as store:
-        try:
-            path, count = export_file(store, file, overwrite=overwrite)
-        except (CommandError, DataError) as exc:
-            _reject(str(exc))
+    def online(client: AdminClient) -> tuple[Path, int]:
+        reply = client.export_file(export_path(file), overwrite)
+        return Path(reply["path"]), reply["count"]
+
+    path, count = _run(data_dir, lambda store: export_file(store, file, overwrite=overwrite), online)
     typer.echo(f"Exported {count} items to {path}.")
 
 
@@ -247,13 +302,12 @@ def get_command(
     data_dir: DataDirOption = Path(".ampt"),
 ) -> None:
     """Print the value of a key, or the items of a pattern, as JSON."""
-    with _opened_store(data_dir) as store:
-        try:
-            result = get_items(
-                store, key_or_pattern, limit=limit, reverse=reverse, start=start, meta=meta, label=label
-            )
-        except DataError as exc:
-            _reject(str(exc))
+    params = get_params(key_or_pattern, limit=limit, reverse=reverse, start=start, meta=meta, label=label)
+    result = _run(
+        data_dir,
+        lambda store: store.call("get", params),
+        lambda client: client.data("get", params),
+    )
     _print_json(_readable_times(result) if meta else result)
 
 
@@ -263,9 +317,9 @@ def remove_command(
     data_dir: DataDirOption = Path(".ampt"),
 ) -> None:
     """Remove one item and print true, whether or not it existed."""
-    with _opened_store(data_dir) as store:
-        try:
-            result = remove_items(store, key)
-        except DataError as exc:
-            _reject(str(exc))
+    result = _run(
+        data_dir,
+        lambda store: remove_items(store, key),
+        lambda client: client.data("remove", {"key": key}),
+    )
     _print_json(result)

@@ -182,3 +182,6 @@ from . import connect_cmd, init_cmd  # noqa: E402, F401
 
 # The management commands register themselves on ``app``.
 from . import manage  # noqa: E402,F401
+from .data_commands import data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")

@@ -319,16 +319,19 @@ class AdminServer:
 
         result = import_file(store, Path(path), overwrite=overwrite)
         logger.info("Imported %d items from %s through the management API", result.imported, path)
-        if result.deleted_connections:
+        live = set(self.gateway.live_connection_ids())
+        deleted_live = sum(1 for key in result.deleted_connections if key.split(":", 1)[1] in live)
+        if deleted_live:
             logger.warning(
-                "The import with overwrite deleted %d connection:* records; open connections keep their "
-                "sockets but have lost their records",
-                len(result.deleted_connections),
+                "The import with overwrite deleted the connection:* records of %d live connections; "
+                "their sockets stay open, but the app has lost their records",
+                deleted_live,
             )
         return {
             "imported": result.imported,
             "deleted": result.deleted,
             "deleted_connections": result.deleted_connections,
+            "deleted_live_connections": deleted_live,
         }
 
 
