@@ -37,6 +37,17 @@ class LoadResult:
     lineno: int | None = None
 
 
+def _quiet_future() -> asyncio.Future[Any]:
+    """Return a future whose exception counts as seen even when no one awaits it.
+
+    A runtime that exits fails its pending futures; when it was killed on
+    purpose nobody waits for them, and asyncio would log the error at exit.
+    """
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return future
+
+
 class RuntimeExited(Exception):
     """The runtime process ended before it answered."""
 
@@ -73,8 +84,7 @@ class RuntimeProcess:
 
     async def start(self) -> None:
         """Start the child process and wait until it has imported the SDK."""
-        loop = asyncio.get_running_loop()
-        self.ready = loop.create_future()
+        self.ready = _quiet_future()
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
@@ -112,8 +122,7 @@ class RuntimeProcess:
     async def load(self, app: Path, connections: list[str]) -> LoadResult:
         """Import the app in this runtime; return whether it loaded and its handlers."""
         assert self.channel is not None
-        loop = asyncio.get_running_loop()
-        self.loaded = loop.create_future()
+        self.loaded = _quiet_future()
         body = json.dumps({"app": str(app), "connections": connections}).encode()
         self.channel.write(encode_frame(Op.LOAD, body))
         result = await self.loaded
