@@ -120,6 +120,9 @@ class Gateway:
         self.port: int = config.port
         self.started_at = time.time()
         self.counters: Counter[str] = Counter()
+        self._unlogged_throttles: Counter[str] = Counter()
+        self._next_throttle_log = 0.0
+        self._last_throttled = ""
         self.close_codes: Counter[int] = Counter()
         self.supervisor = Supervisor(self)
         self.stopped = asyncio.Event()
@@ -321,9 +324,25 @@ class Gateway:
     def _throttle(self, client: Client, which: str) -> None:
         self.counters["throttled"] += 1
         self.counters[f"throttled_{which}"] += 1
-        logger.warning("Throttled a message from %s: %s limit reached", client.id, which)
+        self._unlogged_throttles[which] += 1
+        self._last_throttled = client.id
+        if self.loop.time() >= self._next_throttle_log:
+            self._log_throttles()
         body = {"message": TOO_MANY_REQUESTS, "connectionId": client.id, "requestId": new_request_id()}
         self._enqueue(client, json.dumps(body, separators=(",", ":")).encode())
+
+    def _log_throttles(self) -> None:
+        # Under load the limits can reject thousands of messages a second, so
+        # one line a second sums them up.
+        for which, count in self._unlogged_throttles.items():
+            if count == 1:
+                logger.warning("Throttled a message from %s: %s limit reached", self._last_throttled, which)
+            elif count:
+                logger.warning(
+                    "Throttled %d messages: %s limit reached (the last from %s)", count, which, self._last_throttled
+                )
+        self._unlogged_throttles.clear()
+        self._next_throttle_log = self.loop.time() + 1.0
 
     def end_client(self, client: Client, reason: str) -> None:
         """Forget a closed connection and run its disconnected handler."""
@@ -491,6 +510,8 @@ class Gateway:
         while True:
             await asyncio.sleep(0.25)
             now = self.loop.time()
+            if self._unlogged_throttles and now >= self._next_throttle_log:
+                self._log_throttles()
             if self.store is not None and now >= next_store_tick:
                 next_store_tick = now + 1.0
                 self._tick_store()

@@ -31,6 +31,10 @@ from .ws import ConnectionMeta, SocketConnection, ws
 
 logger = logging.getLogger("ampt_sandbox.runtime")
 
+# How often handler deadlines are checked, in seconds: a handler may run
+# this much past its timeout before it is cancelled.
+SWEEP_INTERVAL = 0.05
+
 
 class ChannelLogHandler(logging.Handler):
     """Forward log records to the gateway, which owns all output."""
@@ -59,6 +63,12 @@ class Runtime:
     def __init__(self, app_path: str | None = None) -> None:
         self.channel: Channel | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        # Deadlines of the ws handlers running now: (deadline, timeout, event).
+        # One periodic sweep cancels the late ones, which costs far less per
+        # message than a timer per invocation.
+        self.deadlines: dict[asyncio.Task[None], tuple[float, float, str]] = {}
+        self.expired: dict[asyncio.Task[None], str] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self.stopping = asyncio.Event()
         self.app_path = app_path
 
@@ -68,17 +78,18 @@ class Runtime:
         for frame in frames:
             op = frame.op
             if op == Op.MESSAGE:
-                self._start(frame.request_id, self._on_message(frame))
+                self._start(frame.request_id, self._on_message(frame), "message")
             elif op == Op.RESULT:
                 assert self.channel is not None
                 self.channel.resolve(frame)
             elif op == Op.OPENED:
                 bridge.live.add(frame.connection_id)
             elif op == Op.CONNECTED:
-                self._start(frame.request_id, self._on_connected(frame))
+                self._start(frame.request_id, self._on_connected(frame), "connected")
             elif op == Op.DISCONNECTED:
                 bridge.live.discard(frame.connection_id)
-                self._start(frame.request_id, self._on_disconnected(frame))
+                if frame.request_id:
+                    self._start(frame.request_id, self._on_disconnected(frame), "disconnected")
             elif op == Op.DATA_EVENT:
                 self._start(frame.request_id, self._on_data_event(frame))
             elif op == Op.LOAD:
@@ -88,10 +99,34 @@ class Runtime:
             else:
                 logger.error("Ignoring a channel frame with unknown op %#x", op)
 
-    def _start(self, request_id: int, invocation: Awaitable[None]) -> None:
+    def _start(self, request_id: int, invocation: Awaitable[None], event: str | None = None) -> None:
+        """Run an invocation as a task; ``event`` names the ws handler whose timeout applies."""
         task = asyncio.ensure_future(self._run(request_id, invocation))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._forget)
+        registration = ws.handlers.get(event) if event is not None else None
+        if registration is not None:
+            loop = asyncio.get_running_loop()
+            self.deadlines[task] = (loop.time() + registration.timeout, registration.timeout, event)
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.deadlines.pop(task, None)
+
+    def _sweep(self) -> None:
+        """Cancel the ws handlers past their timeout; runs while any handler runs."""
+        loop = asyncio.get_running_loop()
+        self._sweeper = None
+        now = loop.time()
+        for task, (deadline, timeout, event) in list(self.deadlines.items()):
+            if now >= deadline:
+                del self.deadlines[task]
+                self.expired[task] = f"handler for {event} timed out after {timeout:g} s"
+                task.cancel()
+        if self.deadlines:
+            self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _write(self, frame: bytes) -> None:
         assert self.channel is not None
@@ -106,9 +141,13 @@ class Runtime:
                 encode_frame(Op.DONE, _json({"error": str(exc)}), request_id=request_id, flags=Status.TIMEOUT)
             )
         except asyncio.CancelledError:
-            self._write(
-                encode_frame(Op.DONE, _json({"error": "cancelled"}), request_id=request_id, flags=Status.ERROR)
-            )
+            task = asyncio.current_task()
+            reason = self.expired.pop(task, None) if task is not None else None
+            if reason is not None:
+                frame = encode_frame(Op.DONE, _json({"error": reason}), request_id=request_id, flags=Status.TIMEOUT)
+            else:
+                frame = encode_frame(Op.DONE, _json({"error": "cancelled"}), request_id=request_id, flags=Status.ERROR)
+            self._write(frame)
         except BaseException as exc:  # noqa: BLE001 - user code may raise SystemExit too
             body = {"error": f"{type(exc).__name__}: {exc}", "traceback": format_user_traceback(exc)}
             self._write(encode_frame(Op.DONE, _json(body), request_id=request_id, flags=Status.ERROR))
@@ -147,8 +186,7 @@ class Runtime:
             query_string_parameters=meta_fields.get("query_string_parameters"),
             headers=meta_fields.get("headers") or {},
         )
-        connection = SocketConnection(frame.connection_id, meta)
-        await _with_timeout(registration.handler(connection), registration.timeout, "connected")
+        await registration.handler(SocketConnection(frame.connection_id, meta))
 
     async def _on_message(self, frame: Frame) -> None:
         registration = ws.handlers.get("message")
@@ -158,20 +196,14 @@ class Runtime:
         if text == PING:
             bridge.send_unchecked(frame.connection_id, PONG.encode())
             return
-        connection = SocketConnection(frame.connection_id)
-        await _with_timeout(
-            registration.handler(connection, parse_message(text)), registration.timeout, "message"
-        )
+        await registration.handler(SocketConnection(frame.connection_id), parse_message(text))
 
     async def _on_disconnected(self, frame: Frame) -> None:
         registration = ws.handlers.get("disconnected")
         if registration is None:
             return
         reason = json.loads(frame.payload).get("reason")
-        connection = SocketConnection(frame.connection_id)
-        await _with_timeout(
-            registration.handler(connection, reason), registration.timeout, "disconnected"
-        )
+        await registration.handler(SocketConnection(frame.connection_id), reason)
 
     async def _on_data_event(self, frame: Frame) -> None:
         event = json.loads(frame.payload)
