@@ -82,7 +82,22 @@ def system_info() -> dict[str, str]:
             from importlib.metadata import version
 
             info[package] = version(package)
+    info["code"] = _code_version()
     return info
+
+
+def _code_version() -> str:
+    """Return the commit of the repository, marked when ampt_sandbox/ has uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--", "ampt_sandbox"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes in ampt_sandbox/" if changes else "")
 
 
 def _cpu_model() -> str:
@@ -97,7 +112,10 @@ def describe_system(info: dict[str, str]) -> str:
     versions = ", ".join(
         f"{name} {info[name]}" for name in ("websockets", "uvloop", "uvicorn", "watchfiles") if name in info
     )
-    return f"{info['cpus']} CPUs ({info['cpu_model']}), Python {info['python']}, {info['platform']}; {versions}"
+    return (
+        f"{info['cpus']} CPUs ({info['cpu_model']}), Python {info['python']}, {info['platform']}; {versions}. "
+        f"Code: {info['code']}"
+    )
 
 
 # Statistics.
@@ -334,9 +352,9 @@ class LoadResult:
     # runtime child makes up the rest of server_cpu_seconds.
     server_main_cpu_seconds: float
     client_cpu_seconds: float
-    # CPU used by everything else on the machine during the window (other
-    # programs, the kernel's own threads); more than a few tenths of a core
-    # means the round was disturbed.
+    # CPU used by everything else on the machine during the window, such as
+    # other programs and the kernel's own threads. More than a few tenths of
+    # a core means the round was disturbed.
     background_cpu_seconds: float
 
     @property

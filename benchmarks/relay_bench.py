@@ -5,7 +5,7 @@ with fresh connections from the same load client (common.py), and the order
 of the servers rotates from round to round. Ratios are taken within a round and the
 median over rounds is reported. ampt-sandbox runs with limits off
 (``--burst 0 --rate 0``). Its gateway and runtime use uvloop, so the main
-baseline is the plain server on uvloop; ``--baselines uvloop,asyncio`` adds the
+baseline is the plain server on uvloop. ``--baselines uvloop,asyncio`` adds the
 plain server on the standard asyncio loop.
 
 Progress goes to standard error; the results, as Markdown, to standard output.
@@ -57,7 +57,7 @@ def render_markdown(
         "",
         "Medians over the rounds. Server CPU is the whole process tree (for ampt-sandbox, the gateway's",
         "share in brackets, the runtime has the rest). Background load is the CPU used by other programs",
-        "during the measured windows, the highest round shown: above 0.2 cores, a round was disturbed.",
+        "during the measured windows, the highest round shown: above 0.25 cores, a round was disturbed.",
         "",
         "| clients | server | round trips/s | p50 ms | p99 ms | server CPU µs per round trip | background load (cores) |",
         "|---:|---|---:|---:|---:|---:|---:|",
