@@ -201,6 +201,12 @@ class Latency:
     server_us: list[float] = field(default_factory=list)
     # CPU cores that other programs used during the measurement.
     background_cores: float = 0.0
+    # CPU seconds of the server's process tree during the measurement.
+    server_cpu_seconds: float = 0.0
+
+    @property
+    def server_cpu_us_per_round_trip(self) -> float:
+        return self.server_cpu_seconds / len(self.round_trips_us) * 1e6
 
     def p(self, fraction: float, server_side: bool = False) -> float:
         """Return a percentile in milliseconds."""
@@ -238,8 +244,21 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def wait_until_quiet(pid: int, max_seconds: float = 30.0) -> None:
+    """Wait until the server's tree uses under 5 % of a core, so that cleanup after the idle connections is over."""
+    meter = CpuMeter(pid)
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        meter.start()
+        time.sleep(0.5)
+        if sum(meter.stop().values()) < 0.05 * 0.5:
+            return
+    log(f"    the server still used CPU after {max_seconds:g} s of waiting; measuring anyway")
+
+
 def measure_with_background(server: ServerProcess, holders: Holders | None, operation: str, args) -> Latency:
     """Measure one operation and the CPU that programs other than the benchmark's used meanwhile."""
+    wait_until_quiet(server.pid)
     meter = CpuMeter(server.pid)
     holder_pids = [] if holders is None else [process.pid for process in holders.processes]
     started_at = time.monotonic()
@@ -252,6 +271,7 @@ def measure_with_background(server: ServerProcess, holders: Holders | None, oper
     ours = own_cpu_seconds() - own_start + sum(process_cpu_seconds(pid) for pid in holder_pids) - holders_start
     busy = machine_busy_cpu_seconds() - busy_start
     latency.background_cores = max(0.0, busy - server_cpu - ours) / (time.monotonic() - started_at)
+    latency.server_cpu_seconds = server_cpu
     return latency
 
 
@@ -304,7 +324,8 @@ def measure_server(server: ServerProcess, operations: list[str], args: argparse.
             latency[operation][connections].append(result)
             log(
                 f"    {operation} with {connections} connections open: p50 {result.p(0.5):.3f} ms, "
-                f"p99 {result.p(0.99):.3f} ms, background load {result.background_cores:.2f} cores"
+                f"p99 {result.p(0.99):.3f} ms, server CPU {result.server_cpu_us_per_round_trip:.0f} us per "
+                f"round trip, background load {result.background_cores:.2f} cores"
             )
 
     for repeat in range(args.repeats):
@@ -397,11 +418,13 @@ def latency_table(results: list[ServerResult], args: argparse.Namespace) -> tupl
         f"{args.warmup} of warm-up,",
         f"first with no other connection open, then with the idle ones; the median over {args.repeats} repeats.",
         "\"data\" is a message whose handler runs `data.set` and `data.get`, and \"in the runtime\" is",
-        "the time of those two calls measured inside the handler.",
+        "the time of those two calls measured inside the handler. Server CPU is the CPU time of the",
+        "server's process tree per round trip, keepalive pings of the idle connections included.",
         "",
         f"| server | operation | p50 ms at {ACTIVE_CONNECTIONS} | p50 ms at {args.connections:,} | p99 ms at "
-        f"{ACTIVE_CONNECTIONS} | p99 ms at {args.connections:,} | worst ratio |",
-        "|---|---|---|---|---|---|---|",
+        f"{ACTIVE_CONNECTIONS} | p99 ms at {args.connections:,} | worst ratio | server CPU us at "
+        f"{ACTIVE_CONNECTIONS} | server CPU us at {args.connections:,} |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     worst_sandbox_ratio = 0.0
     busiest = 0.0
@@ -418,8 +441,14 @@ def latency_table(results: list[ServerResult], args: argparse.Namespace) -> tupl
                 if result.name == SANDBOX:
                     worst_sandbox_ratio = max(worst_sandbox_ratio, ratio)
                 busiest = max(busiest, *(latency.background_cores for latency in small + large))
+                cpu = (
+                    median([latency.server_cpu_us_per_round_trip for latency in small]),
+                    median([latency.server_cpu_us_per_round_trip for latency in large]),
+                )
+                cpu_cells = "| - | - |" if server_side else f"| {cpu[0]:.0f} | {cpu[1]:.0f} |"
                 lines.append(
-                    f"| {result.name} | {label} | {p50[0]:.3f} | {p50[1]:.3f} | {p99[0]:.3f} | {p99[1]:.3f} | {ratio:.2f} |"
+                    f"| {result.name} | {label} | {p50[0]:.3f} | {p50[1]:.3f} | {p99[0]:.3f} | {p99[1]:.3f} "
+                    f"| {ratio:.2f} {cpu_cells}"
                 )
     lines += ["", f"Other programs used at most {busiest:.2f} cores during any of these measurements."]
     return lines, worst_sandbox_ratio
