@@ -15,6 +15,7 @@ import os
 import re
 import resource
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,3 +390,79 @@ async def test_runtime_sigkill_keeps_connections_open(run_sandbox):
     finally:
         for client in clients:
             client.transport.abort()
+
+
+# The data commands while the sandbox serves traffic.
+
+
+def data_command(data_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ampt_sandbox", "data", *args, "--data-dir", str(data_dir)],
+        cwd=cwd, capture_output=True, text=True, timeout=60,
+    )
+
+
+async def test_data_commands_during_traffic_lose_nothing(run_sandbox, tmp_path):
+    data_dir = tmp_path / "data"
+    sandbox = run_sandbox(WRITER_APP, "--rate", "0", "--burst", "0", "--log-level", "warning", data_dir=data_dir)
+    acknowledged: set[str] = set()
+    stop_writing = asyncio.Event()
+
+    async def write(writer: int, client: ClientConnection) -> None:
+        for index in range(1_000_000):
+            if stop_writing.is_set():
+                return
+            key = f"w{writer}:{index:06d}"
+            await client.send(json.dumps({"key": key, "i": index}))
+            assert await asyncio.wait_for(client.recv(), 10) == str(index)
+            acknowledged.add(key)
+
+    async def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = await asyncio.to_thread(data_command, data_dir, tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    clients = [await connect(sandbox.url) for _ in range(WRITERS)]
+    writers = [asyncio.create_task(write(number, client)) for number, client in enumerate(clients)]
+    try:
+        for round_number in range(3):
+            seed = tmp_path / f"seed{round_number}.json"
+            seed.write_text(json.dumps([{"key": f"imp{round_number}:{index:03d}", "value": index} for index in range(200)]))
+            imported = await run("import", str(seed))
+            assert "Imported 200 items" in imported.stdout
+
+            # Every write acknowledged before the export starts is in it.
+            before_export = set(acknowledged)
+            await run("export", str(tmp_path / f"export{round_number}.json"))
+            exported = json.loads((tmp_path / f"export{round_number}.json").read_text())
+            exported_keys = {entry["key"] for entry in exported}
+            assert before_export <= exported_keys
+            assert {f"imp{round_number}:{index:03d}" for index in range(200)} <= exported_keys
+
+            before_get = {key for key in acknowledged if key.startswith("w0:")}
+            page = json.loads((await run("get", "w0:*", "--limit", "1000", "--reverse")).stdout)
+            newest = {item["key"] for item in page["items"]}
+            assert max(before_get) in newest
+
+            assert json.loads((await run("remove", f"imp{round_number}:000")).stdout) is True
+        assert all(not task.done() for task in writers), "a writer stopped during the data commands"
+    finally:
+        stop_writing.set()
+        await asyncio.wait_for(asyncio.gather(*writers, return_exceptions=True), 30)
+        for client in clients:
+            await client.close()
+    for task in writers:
+        assert task.exception() is None
+    assert sandbox.stop() == 0
+
+    # The journal is whole: one JSON document per line, the last one ended.
+    journal = (data_dir / "data.jsonl").read_bytes()
+    assert journal.endswith(b"\n")
+    for line in journal.splitlines():
+        json.loads(line)
+    stored = {item["key"] for writer in range(WRITERS) for item in read_store(data_dir, f"w{writer}:*")}
+    assert acknowledged <= stored
+    for round_number in range(3):
+        imported = {item["key"] for item in read_store(data_dir, f"imp{round_number}:*")}
+        assert len(imported) == 199
+        assert f"imp{round_number}:000" not in imported
