@@ -1,18 +1,18 @@
 """Run every benchmark of the project in one go and record the results in README.md.
 
 Each benchmark script runs in its own process, in this order: relay, limits,
-reload, store and live view (the last two only where their scripts exist).
+reload, store, live view and scale (each only where its script exists).
 Their progress shows on standard error as they run. Each script prints its
 results as Markdown on standard output, and run.py writes them into
 benchmarks/README.md:
 
-- A section that contains the lines ``<!-- run.py: begin NAME -->`` and
-  ``<!-- run.py: end NAME -->`` gets everything between them replaced by a
+- Where README.md contains the lines ``<!-- run.py: begin NAME -->`` and
+  ``<!-- run.py: end NAME -->``, everything between them is replaced by a
   line naming the date, CPU count and Python version, then the script's
   whole output.
-- In a section without those lines, a Markdown table is replaced by the
-  output's table with the same header row. The rest of the section stays as
-  it is, so its text may then quote older figures.
+- Otherwise, in the section under the benchmark's heading, a Markdown table
+  is replaced by the output's table with the same header row. The rest of
+  the section stays as it is, so its text may then quote older figures.
 
 A script that fails leaves its part of README.md unchanged, and run.py then
 exits with status 1 once the others have run.
@@ -52,6 +52,7 @@ BENCHMARKS = [
     Benchmark("reload", "reload_bench.py", "Reload"),
     Benchmark("store", "store_bench.py", "Data store"),
     Benchmark("liveview", "liveview_bench.py", "Live view"),
+    Benchmark("scale", "scale_bench.py", "Scale"),
 ]
 
 
@@ -96,15 +97,19 @@ def tables_in(text: str) -> list[str]:
     return [match.group(0) for match in re.finditer(r"(?:^\|.*(?:\n|$))+", text, flags=re.MULTILINE)]
 
 
-def update_section(section: str, benchmark: Benchmark, output: str, run_line: str) -> tuple[str, str]:
-    """Return the section with the output written in, and a sentence saying what changed."""
+def replace_between_markers(text: str, benchmark: Benchmark, output: str, run_line: str) -> str | None:
+    """Return ``text`` with the output between the benchmark's marker lines, or None without markers."""
     begin = f"<!-- run.py: begin {benchmark.name} -->"
     end = f"<!-- run.py: end {benchmark.name} -->"
-    if begin in section and end in section:
-        head, rest = section.split(begin, 1)
-        _old, tail = rest.split(end, 1)
-        return f"{head}{begin}\n{run_line}\n\n{output.strip()}\n{end}{tail}", "results replaced"
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        return None
+    head, rest = text.split(begin, 1)
+    _old, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{run_line}\n\n{output.strip()}\n{end}{tail}"
 
+
+def replace_tables(section: str, output: str) -> tuple[str, str]:
+    """Return the section with its tables replaced by the output's, and a sentence saying what changed."""
     replaced = 0
     for new_table in tables_in(output):
         header = new_table.splitlines()[0]
@@ -121,18 +126,24 @@ def update_section(section: str, benchmark: Benchmark, output: str, run_line: st
 
 def write_results(outputs: dict[str, str], run_line: str) -> None:
     text = README.read_text()
-    sections = split_sections(text)
     for benchmark in BENCHMARKS:
         if benchmark.name not in outputs:
             continue
-        for index, section in enumerate(sections):
-            if section.startswith(f"## {benchmark.heading}\n"):
-                sections[index], outcome = update_section(section, benchmark, outputs[benchmark.name], run_line)
-                break
+        output = outputs[benchmark.name]
+        updated = replace_between_markers(text, benchmark, output, run_line)
+        if updated is not None:
+            text, outcome = updated, "results replaced"
         else:
-            outcome = f"left unchanged: README.md has no '## {benchmark.heading}' section"
-        print(f"README.md, {benchmark.heading}: {outcome}", file=sys.stderr)
-    README.write_text("".join(sections))
+            sections = split_sections(text)
+            for index, section in enumerate(sections):
+                if section.startswith(f"## {benchmark.heading}\n"):
+                    sections[index], outcome = replace_tables(section, output)
+                    break
+            else:
+                outcome = f"left unchanged: README.md has no markers for it and no '## {benchmark.heading}' section"
+            text = "".join(sections)
+        print(f"README.md, {benchmark.name}: {outcome}", file=sys.stderr)
+    README.write_text(text)
 
 
 def main() -> None:
