@@ -422,8 +422,8 @@ def latency_table(results: list[ServerResult], args: argparse.Namespace) -> tupl
         "server's process tree per round trip, keepalive pings of the idle connections included.",
         "",
         f"| server | operation | p50 ms at {ACTIVE_CONNECTIONS} | p50 ms at {args.connections:,} | p99 ms at "
-        f"{ACTIVE_CONNECTIONS} | p99 ms at {args.connections:,} | worst ratio | server CPU us at "
-        f"{ACTIVE_CONNECTIONS} | server CPU us at {args.connections:,} |",
+        f"{ACTIVE_CONNECTIONS} | p99 ms at {args.connections:,} | worst ratio | server CPU µs at "
+        f"{ACTIVE_CONNECTIONS} | server CPU µs at {args.connections:,} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     worst_sandbox_ratio = 0.0
