@@ -45,7 +45,7 @@ async def message(connection, message):
         elif op == "close":
             try:
                 await ws.close(message["target"])
-                await connection.send({"closed": True})
+                await connection.send({"closed": True, "still_connected": await ws.is_connected(message["target"])})
             except WebSocketError as exc:
                 await connection.send({"error": type(exc).__name__, "text": str(exc)})
         elif op == "close_self":
@@ -175,10 +175,14 @@ async def test_send_to_unknown_connection(observer):
 async def test_close_other_and_unknown(observer):
     async with connect(observer.url) as first, connect(observer.url) as second:
         second_id = (await request(second, {"op": "whoami"}))["id"]
-        assert await request(first, {"op": "close", "target": second_id}) == {"closed": True}
+        reply = await request(first, {"op": "close", "target": second_id})
+        assert reply == {"closed": True, "still_connected": False}
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(second.recv(), 10)
         assert second.close_code == 1000
+        assert await request(first, {"op": "is_connected", "target": second_id}) == {"connected": False}
+        reply = await request(first, {"op": "send_to", "target": second_id, "data": "late"})
+        assert reply["error"] == "InvalidConnectionError"
         await observer.expect(rf"DISCONNECTED {second_id} None \| closed by the app")
         reply = await request(first, {"op": "close", "target": second_id})
         assert reply["error"] == "WebSocketError"

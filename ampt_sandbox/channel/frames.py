@@ -49,6 +49,7 @@ class Op(enum.IntEnum):
     MESSAGE = 0x91  # request_id, connection_id; raw text
     DISCONNECTED = 0x92  # request_id, connection_id; JSON {"reason"}
     OPENED = 0x93  # connection_id: the handshake completed
+    CLOSING = 0x95  # connection_id: the gateway is closing it; sends to it now fail
     DATA_EVENT = 0x94  # request_id; JSON {"pattern", "event": {...}}
     RESULT = 0xA0  # request_id; flags = Status; JSON {"result"} or {"error": {...}}
     SHUTDOWN = 0xA1  # finish the invocations in flight, then exit

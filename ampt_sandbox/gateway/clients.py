@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -43,9 +44,17 @@ class Client:
         "messages_in",
         "messages_out",
         "meta",
+        "on_closing",
     )
 
-    def __init__(self, connection_id: str, websocket: ServerConnection, meta: dict[str, Any], now: float):
+    def __init__(
+        self,
+        connection_id: str,
+        websocket: ServerConnection,
+        meta: dict[str, Any],
+        now: float,
+        on_closing: Callable[[Client], None] | None = None,
+    ):
         self.id = connection_id
         self.websocket = websocket
         self.queue: deque[bytes] = deque()
@@ -65,6 +74,19 @@ class Client:
         self.messages_in = 0
         self.messages_out = 0
         self.meta = meta
+        self.on_closing = on_closing
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open and the gateway has not started closing it."""
+        return self.open and self.close_reason is None
+
+    def mark_closing(self, why: str) -> None:
+        """Record why the gateway closes this connection; the first reason wins."""
+        if self.close_reason is None:
+            self.close_reason = why
+            if self.on_closing is not None:
+                self.on_closing(self)
 
     def enqueue(self, payload: bytes) -> None:
         """Send ``payload`` as a text frame now if the socket can take it, else queue it."""
@@ -111,8 +133,7 @@ class Client:
 
     def close(self, code: int, reason: str, why: str) -> None:
         """Start closing with ``code`` and ``reason``; ``why`` is what ``disconnected`` gets."""
-        if self.close_reason is None:
-            self.close_reason = why
+        self.mark_closing(why)
         asyncio.ensure_future(self.websocket.close(code, reason))
 
 

@@ -72,8 +72,10 @@ class SandboxConnection(ServerConnection):
         # 128 KiB; websockets' max_size covers the message only.
         if isinstance(event, WsFrame) and len(event.data) > self.gateway.config.max_frame_size:
             limit = self.gateway.config.max_frame_size
-            if self.client is not None and self.client.close_reason is None:
-                self.client.close_reason = f"closed with 1009: a frame of {len(event.data)} bytes is over the {limit}-byte limit"
+            if self.client is not None:
+                self.client.mark_closing(
+                    f"closed with 1009: a frame of {len(event.data)} bytes is over the {limit}-byte limit"
+                )
             self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, f"frame over {limit} bytes")
             self.send_data()
             return
@@ -254,7 +256,7 @@ class Gateway:
             "query_string_parameters": _query_parameters(request.path),
             "headers": _header_dict(request.headers),
         }
-        client = Client(connection_id, connection, meta, self.loop.time())
+        client = Client(connection_id, connection, meta, self.loop.time(), self._on_client_closing)
 
         if "connected" in self.handlers:
             self.gate.try_enter()
@@ -363,6 +365,12 @@ class Gateway:
         else:
             self.supervisor.broadcast(encode_frame(Op.DISCONNECTED, b'{"reason":null}', connection_id=client.id))
 
+    def _on_client_closing(self, client: Client) -> None:
+        # Runtimes stop treating the connection as open, so ws.send to it
+        # raises InvalidConnectionError instead of dropping the message.
+        if client.open:
+            self.supervisor.broadcast(encode_frame(Op.CLOSING, connection_id=client.id))
+
     def _enqueue(self, client: Client, payload: bytes) -> None:
         if client.close_reason is not None:
             # The gateway is closing this connection, so its writer sends
@@ -416,6 +424,7 @@ class Gateway:
             )
         else:
             self.counters["handler_errors"] += 1
+        if status not in (Status.OK, Status.TIMEOUT) and not detail.get("logged"):
             app_logger.error(
                 "The %s handler failed for connection %s: %s\n%s", invocation.event, invocation.connection_id,
                 detail.get("error", ""), detail.get("traceback", "").rstrip(),
@@ -447,11 +456,11 @@ class Gateway:
 
     def _on_send(self, runtime: RuntimeProcess, frame: Frame) -> None:
         client = self.clients.get(frame.connection_id)
-        if client is None or not client.open:
+        if client is None or not client.connected:
             if frame.request_id:
                 runtime.write(encode_frame(Op.RESULT, request_id=frame.request_id, flags=Status.NOT_CONNECTED))
             else:
-                logger.info("Dropped a message to %s: the connection closed", frame.connection_id)
+                logger.info("Dropped a message to %s: the connection is closed or closing", frame.connection_id)
             return
         self.counters["messages_out"] += 1
         if logger.isEnabledFor(logging.INFO):
@@ -479,7 +488,7 @@ class Gateway:
         """Run one management or data call; raises WebSocketError or DataError."""
         if method == "ws.is_connected":
             client = self.clients.get(params.get("connection_id", ""))
-            return client is not None and client.open
+            return client is not None and client.connected
         if method == "ws.close":
             missing = []
             for connection_id in params.get("connection_ids", []):

@@ -169,8 +169,11 @@ class Supervisor:
                 "The %s invocation for %s failed: runtime %d exited (status %s)",
                 invocation.event, invocation.connection_id or "-", runtime.number, code,
             )
+            # Logged just above, so finish_invocation does not log it again.
             self.gateway.finish_invocation(
-                invocation, Status.ERROR, {"error": f"the runtime exited with status {code} during the handler"}
+                invocation,
+                Status.ERROR,
+                {"error": f"the runtime exited with status {code} during the handler", "logged": True},
             )
         if runtime is not self.active or self._stopping or self.gateway.stopping:
             return

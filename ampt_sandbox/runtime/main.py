@@ -84,6 +84,8 @@ class Runtime:
                 self.channel.resolve(frame)
             elif op == Op.OPENED:
                 bridge.live.add(frame.connection_id)
+            elif op == Op.CLOSING:
+                bridge.live.discard(frame.connection_id)
             elif op == Op.CONNECTED:
                 self._start(frame.request_id, self._on_connected(frame), "connected")
             elif op == Op.DISCONNECTED:
