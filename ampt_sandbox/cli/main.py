@@ -77,6 +77,7 @@ def dev(
     ping_interval: Annotated[float, typer.Option(help="Seconds between keepalive pings that find vanished clients; 0 is off.")] = 20.0,
     ping_timeout: Annotated[float, typer.Option(help="Seconds to wait for a keepalive pong.")] = 20.0,
     max_send_queue: Annotated[int, typer.Option(help="Bytes queued for one client before it is closed with 1008.")] = 4 * 1024 * 1024,
+    handshake_timeout: Annotated[float, typer.Option(help="Seconds a client has to send its handshake request before it is dropped.")] = 10.0,
     log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.")] = LogLevel.info,
     no_tui: Annotated[
         bool, typer.Option("--no-tui", help="Print log lines instead of the live view; the default when output is not a terminal.")
@@ -133,6 +134,7 @@ def dev(
         ping_interval=ping_interval or None,
         ping_timeout=ping_timeout or None,
         max_send_queue=max_send_queue,
+        handshake_timeout=handshake_timeout,
     )
     # One dev per data directory; a state file left by a dead process is replaced.
     running = running_sandbox(config.data_dir)
