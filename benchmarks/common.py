@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,19 @@ WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so that ``finally`` blocks stop the servers."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a benchmark's ``main``; on Ctrl-C, exit with status 130 and no traceback.
+
+    The servers are stopped by ``main``'s own ``with`` blocks before this
+    catches the interrupt.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("Interrupted; every server this benchmark started has been stopped.")
+        sys.exit(130)
 
 
 def log(message: str) -> None:
@@ -510,6 +523,7 @@ def compare_servers(
     duration: float,
     workers: int | None = None,
     max_background: float = 0.25,
+    max_repeats: int = 2,
     client: str = "lean",
 ) -> dict[int, dict[str, list[LoadResult]]]:
     """Measure every server at every client count, ``rounds`` times, alternating servers.
@@ -518,12 +532,14 @@ def compare_servers(
     from round to round, so that drift of the machine (other load, CPU clock)
     spreads over all of them. A round in which other programs used more than
     ``max_background`` cores during any measurement is run once more, and the
-    second try is kept whatever its background load. Returns results by
-    client count, then server name.
+    second try is kept whatever its background load. At most ``max_repeats``
+    rounds per client count are repeated, which bounds the run time on a busy
+    machine. Returns results by client count, then server name.
     """
     results: dict[int, dict[str, list[LoadResult]]] = {}
     for clients in client_counts:
         by_server: dict[str, list[LoadResult]] = {server.name: [] for server in servers}
+        repeats_left = max_repeats
         for round_index in range(rounds):
             shift = round_index % len(servers)
             order = [*servers[shift:], *servers[:shift]]
@@ -546,8 +562,9 @@ def compare_servers(
                         f"round trip, background load {result.background_cores:.2f} cores"
                     )
                 busiest = max(result.background_cores for result in round_results)
-                if busiest <= max_background or attempt == 2:
+                if busiest <= max_background or attempt == 2 or repeats_left == 0:
                     break
+                repeats_left -= 1
                 log(f"  other programs used {busiest:.2f} cores during this round; running it again")
             for result in round_results:
                 by_server[result.server].append(result)

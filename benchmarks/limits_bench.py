@@ -35,6 +35,7 @@ from common import (
     format_list,
     log,
     median,
+    run_main,
     sandbox_command,
     system_info,
 )
@@ -105,12 +106,12 @@ def render_markdown(results: dict[int, dict[str, list[LoadResult]]], command: st
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="10,50", help="comma-separated client counts (default: 10,50)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds per client count (default: 4)")
-    parser.add_argument("--duration", type=float, default=1.5, help="seconds measured per server and round (default: 1.5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per client count (default: 3)")
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds measured per server and round (default: 1)")
     # The stage bucket refills while the other configurations are measured, so
     # each stage measurement starts with 10,000 spare tokens. The warm-up uses
     # them up, so that the measured window shows the sustained rate.
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measurement (default: 2)")
+    parser.add_argument("--warmup", type=float, default=1.5, help="seconds of load before each measurement (default: 1.5)")
     parser.add_argument(
         "--workers", type=int, default=None, help="load client processes (default: 1 for a single client, else 2)"
     )
@@ -149,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

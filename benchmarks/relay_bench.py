@@ -32,6 +32,7 @@ from common import (
     format_list,
     log,
     median,
+    run_main,
     plain_echo_command,
     sandbox_command,
     system_info,
@@ -109,7 +110,7 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,10,50", help="comma-separated client counts (default: 1,10,50)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per client count (default: 5)")
-    parser.add_argument("--duration", type=float, default=1.5, help="seconds measured per server and round (default: 1.5)")
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds measured per server and round (default: 1)")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds of load before each measurement (default: 0.5)")
     parser.add_argument(
         "--workers", type=int, default=None,
@@ -163,4 +164,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

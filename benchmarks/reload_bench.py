@@ -38,6 +38,7 @@ from common import (
     free_port,
     log,
     median,
+    run_main,
     percentile,
     sandbox_command,
     system_info,
@@ -204,8 +205,8 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=20, help="edits per server (default: 20)")
     parser.add_argument(
-        "--pause", type=float, default=1.0,
-        help="seconds to wait after each edit's new version replied, before the next edit (default: 1)",
+        "--pause", type=float, default=0.7,
+        help="seconds to wait after each edit's new version replied, before the next edit (default: 0.7)",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     return parser.parse_args()
@@ -276,4 +277,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -186,4 +186,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("Interrupted; README.md was not changed.", file=sys.stderr)
+        sys.exit(130)
