@@ -187,7 +187,52 @@ async def test_os_exit_in_handler_restarts_runtime(run_sandbox):
     async with connect(sandbox.url) as ws:
         await ws.send("die")
         await sandbox.expect(r"The message invocation for \S+ failed: runtime \d+ exited \(status 3\)")
-        await sandbox.expect(r"Runtime \d+ exited with status 3; 1 invocations lost; restarting")
+        await sandbox.expect(r"Runtime \d+ exited with status 3; invocations lost: 1; restarting")
         await sandbox.expect_count(LOADED, 2)
         await ws.send("x")
         assert await asyncio.wait_for(ws.recv(), 10) == "alive"
+
+
+async def test_import_that_blocks_times_out_and_fix_loads(run_sandbox):
+    sandbox = run_sandbox(
+        """
+        import time
+        from ampt_sandbox import ws
+        print("IMPORTING", flush=True)
+        time.sleep(1000)
+        """,
+        wait=False,
+    )
+    await sandbox.expect(r"IMPORTING")
+    # A fix saved while the first import hangs replaces that import.
+    write_app(sandbox, "fixed", helper="h1")
+    url = await sandbox.expect(r"^ws://", stream="stdout")
+    async with connect(url) as ws:
+        assert (await ask(ws))["version"] == "fixed"
+    await sandbox.expect(r"Failed to load app\.py \(start\): stopped: a newer change")
+
+
+async def test_import_that_blocks_fails_after_timeout(run_sandbox):
+    sandbox = run_sandbox(
+        """
+        import time
+        from ampt_sandbox import ws
+        time.sleep(1000)
+        """,
+        wait=False,
+    )
+    await sandbox.expect(r"Failed to load app\.py \(start\): the import did not finish within 10 s", timeout=30)
+    assert sandbox.stop() == 0
+
+
+async def test_sigterm_during_hanging_first_import(run_sandbox):
+    sandbox = run_sandbox(
+        """
+        import time
+        from ampt_sandbox import ws
+        time.sleep(1000)
+        """,
+        wait=False,
+    )
+    await sandbox.expect(r"Listening on ws://")
+    assert sandbox.stop(timeout=15) == 0

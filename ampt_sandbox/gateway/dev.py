@@ -35,6 +35,24 @@ async def run_dev(
         StartError: the port is taken, or the app failed to import with
             reload off.
     """
+    # Signals are handled from the start, so that a SIGTERM during start-up
+    # still ends in a clean shutdown.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            stop.set()
+        elif sig == signal.SIGINT:
+            # A second Ctrl-C: the user does not want to wait.
+            logger.warning("Second interrupt: exiting without waiting for handlers")
+            os._exit(1)
+        else:
+            logger.info("Already shutting down")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
     gateway = Gateway(config, store)
     try:
         await gateway.start()
@@ -61,7 +79,7 @@ async def run_dev(
             f"cannot start the management API or write the state file in {config.data_dir}: {exc.strerror or exc}"
         ) from None
     try:
-        await _serve(config, gateway, admin, on_url, on_gateway)
+        await _serve(config, gateway, admin, stop, on_url, on_gateway)
     finally:
         await admin.close()
         remove_state(config.data_dir, admin.pid)
@@ -71,57 +89,62 @@ async def _serve(
     config: GatewayConfig,
     gateway: Gateway,
     admin: AdminServer,
+    stop: asyncio.Event,
     on_url: Callable[[Gateway], None],
     on_gateway: Callable[[Gateway], None] | None,
 ) -> None:
     if on_gateway is not None:
         on_gateway(gateway)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not stop.is_set():
-            stop.set()
-        elif sig == signal.SIGINT:
-            # A second Ctrl-C: the user does not want to wait.
-            logger.warning("Second interrupt: exiting without waiting for handlers")
-            os._exit(1)
-        else:
-            logger.info("Already shutting down")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-
     url_shown = False
 
-    async def load(reason: str) -> None:
+    async def load(reason: str) -> bool:
         nonlocal url_shown
         result = await gateway.supervisor.load(reason)
         admin.record_load(reason, result)
         if result.ok and not url_shown:
             url_shown = True
             on_url(gateway)
+        return result.ok
 
-    result = await gateway.supervisor.load("start")
-    admin.record_load("start", result)
-    if not result.ok and not config.reload:
-        await gateway.shutdown()
-        raise StartError(f"{config.app} failed to import: {result.error}")
-    if result.ok:
-        url_shown = True
-        on_url(gateway)
-    else:
-        logger.error(
-            "The sandbox is inactive (connections get HTTP 403) until %s imports; save a fix to reload",
-            config.app.name,
-        )
-
+    # The watcher starts before the first load, so that a fix saved while
+    # that load fails or hangs is picked up.
     watcher = None
     if config.reload:
-        watcher = asyncio.create_task(watch_and_reload(config.app, config.watch, load))
+        watcher = asyncio.create_task(
+            watch_and_reload(config.app, config.watch, load, gateway.supervisor.abort_load)
+        )
+        watcher.add_done_callback(_report_watcher_end)
 
-    await stop.wait()
+    first_load = asyncio.create_task(load("start"))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({first_load, stopped}, return_when=asyncio.FIRST_COMPLETED)
+
+    if first_load.done():
+        if not first_load.result():
+            if not config.reload:
+                stopped.cancel()
+                await gateway.shutdown()
+                error = gateway.supervisor.last_error.error if gateway.supervisor.last_error else "unknown error"
+                raise StartError(f"{config.app} failed to import: {error}")
+            logger.error(
+                "The sandbox is inactive (connections get HTTP 403) until %s imports; save a fix to reload",
+                config.app.name,
+            )
+        await stopped
+    else:
+        # Stopped while the first import still runs: end it.
+        gateway.supervisor.abort_load()
+        first_load.cancel()
+
     if watcher is not None:
         watcher.cancel()
     await gateway.shutdown()
+
+
+def _report_watcher_end(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        logger.error("Hot reload stopped: the file watcher failed: %s", error)

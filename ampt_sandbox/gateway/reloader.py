@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,15 +29,19 @@ async def watch_and_reload(
     app: Path,
     extra_paths: list[Path],
     reload: Callable[[str], Awaitable[object]],
+    abort_load: Callable[[], None],
 ) -> None:
     """Call ``reload(description)`` after each batch of changes to Python files.
 
     watchfiles groups changes that arrive within 50 ms of each other, so a
     burst of saves gives one reload. A deleted app file is reported and
-    skipped; the last loaded code keeps serving until the file returns.
+    skipped; the last loaded code keeps serving until the file returns. A
+    change that arrives while a load still runs ends that load with
+    ``abort_load``, so an import that hangs never blocks the next save.
     """
     root = app.parent
     paths = [root, *extra_paths]
+    pending: asyncio.Future[object] | None = None
     async for changes in watchfiles.awatch(*paths, watch_filter=watchfiles.PythonFilter(), step=50):
         description = describe_changes(changes, root)
         if not app.exists():
@@ -46,4 +51,7 @@ async def watch_and_reload(
             )
             continue
         logger.info("Reloading: %s", description)
-        await reload(description)
+        # The newest change wins: a load still running (this watcher's or
+        # the first one) is ended, and the new one starts after it.
+        abort_load()
+        pending = asyncio.ensure_future(reload(description))

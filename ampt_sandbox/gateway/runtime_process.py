@@ -21,6 +21,11 @@ from ..channel.transport import Channel, connect_channel
 logger = logging.getLogger("ampt_sandbox.gateway.runtime")
 app_logger = logging.getLogger("ampt_sandbox.app")
 
+# Output of user code is read a line at a time; longer lines are logged in
+# parts of this many bytes, each cut to SHOWN_LINE_CHARS characters.
+OUTPUT_LINE_LIMIT = 1024 * 1024
+SHOWN_LINE_CHARS = 10_000
+
 # How long a runtime may take to start its interpreter and import the SDK.
 START_TIMEOUT = 30.0
 
@@ -75,6 +80,8 @@ class RuntimeProcess:
         self.loaded: asyncio.Future[LoadResult] | None = None
         self.load_result: LoadResult | None = None
         self.exited = False
+        # Set when the supervisor kills this runtime to end its load.
+        self.aborted = False
         self._output_tasks: list[asyncio.Task[None]] = []
         self._exit_reported = False
 
@@ -87,9 +94,17 @@ class RuntimeProcess:
         self.ready = _quiet_future()
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # With -P the runtime finds ampt_sandbox only through sys.path, so
+        # name the folder it was loaded from (a source checkout included).
+        package_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
         try:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
+                # -P: do not put the current folder first on sys.path, so a
+                # user's random.py or signal.py cannot replace the standard
+                # module that the runtime itself imports (Python 3.11+).
+                "-P",
                 "-m",
                 "ampt_sandbox.runtime",
                 "--fd",
@@ -101,6 +116,7 @@ class RuntimeProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
+                limit=OUTPUT_LINE_LIMIT,
             )
         finally:
             child_sock.close()
@@ -221,10 +237,16 @@ class RuntimeProcess:
             return
         while True:
             try:
-                line = await stream.readline()
-            except ValueError:
-                # A line longer than the stream limit: read what there is.
-                line = await stream.read(65536)
+                line = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                line = exc.partial  # the last line, without a newline, at exit
+            except asyncio.LimitOverrunError as exc:
+                # A line longer than the limit: log what is buffered as one
+                # part of it, and read on.
+                line = await stream.read(exc.consumed or OUTPUT_LINE_LIMIT)
             if not line:
                 return
-            app_logger.log(level, "%s", line.decode("utf-8", "replace").rstrip("\n"))
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            if len(text) > SHOWN_LINE_CHARS:
+                text = f"{text[:SHOWN_LINE_CHARS]}... ({len(text) - SHOWN_LINE_CHARS} more characters)"
+            app_logger.log(level, "%s", text)

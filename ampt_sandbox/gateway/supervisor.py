@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ampt_sandbox.gateway.supervisor")
 
 MAX_RESTART_DELAY = 5.0
+# An app import that takes longer than this is treated as failed, so that
+# code blocking at import time (a sleep, a network call) cannot hang a load.
+LOAD_TIMEOUT = 10.0
 # A runtime that served this long resets the restart back-off.
 STABLE_SECONDS = 10.0
 
@@ -49,6 +52,7 @@ class Supervisor:
         self._active_since = 0.0
         self._stopping = False
         self._spare_task: asyncio.Task[None] | None = None
+        self._loading: RuntimeProcess | None = None
 
     async def _spawn(self) -> RuntimeProcess:
         runtime = RuntimeProcess(next(self._numbers), self.gateway.on_frames, self._on_exit)
@@ -81,12 +85,28 @@ class Supervisor:
         async with self._lock:
             loop = asyncio.get_running_loop()
             started = loop.time()
+            runtime = None
             try:
                 runtime = await self._take_runtime()
-                result = await runtime.load(self.gateway.config.app, self.gateway.live_connection_ids())
+                self._loading = runtime
+                result = await asyncio.wait_for(
+                    runtime.load(self.gateway.config.app, self.gateway.live_connection_ids()), LOAD_TIMEOUT
+                )
+            except TimeoutError:
+                runtime.kill()
+                result = LoadResult(
+                    ok=False,
+                    error=f"the import did not finish within {LOAD_TIMEOUT:g} s; "
+                    "look for code that blocks at module level (sleep, network, input)",
+                )
             except (RuntimeExited, OSError) as exc:
-                result = LoadResult(ok=False, error=f"the runtime failed to start: {exc}")
-                runtime = None
+                if runtime is not None and runtime.aborted:
+                    result = LoadResult(ok=False, error="stopped: a newer change or a shutdown replaced this load")
+                else:
+                    result = LoadResult(ok=False, error=f"the runtime failed to start: {exc}")
+                    runtime = None
+            finally:
+                self._loading = None
             elapsed_ms = (loop.time() - started) * 1000
 
             if result.ok and runtime is not None:
@@ -94,6 +114,11 @@ class Supervisor:
                 self.last_error = None
                 self.reloads += reason != "start"
                 logger.info("Loaded %s in %.0f ms (%s)", self.gateway.config.app.name, elapsed_ms, reason)
+                if not result.handlers and not result.data_events:
+                    logger.warning(
+                        "%s registers no handler: use ws.on('connected'|'message'|'disconnected', handler)",
+                        self.gateway.config.app.name,
+                    )
             else:
                 self.last_error = result
                 if runtime is not None:
@@ -102,12 +127,17 @@ class Supervisor:
                     self.loaded = False
                     self.inactive_reason = f"the app failed to import: {result.error}"
                     self._fail_backlog(f"the app failed to import: {result.error}")
-                logger.error(
-                    "Failed to load %s (%s): %s\n%s", self.gateway.config.app.name, reason, result.error,
-                    result.traceback.rstrip(),
-                )
+                details = f"\n{result.traceback.rstrip()}" if result.traceback.strip() else ""
+                logger.error("Failed to load %s (%s): %s%s", self.gateway.config.app.name, reason, result.error, details)
             self._spare_task = asyncio.create_task(self._prepare_spare())
             return result
+
+    def abort_load(self) -> None:
+        """End the load in progress, if any, by killing the runtime that imports the app."""
+        runtime = self._loading
+        if runtime is not None:
+            runtime.aborted = True
+            runtime.kill()
 
     def _switch_to(self, runtime: RuntimeProcess, result: LoadResult) -> None:
         old = self.active
@@ -165,6 +195,12 @@ class Supervisor:
         lost = [inv for inv in self.gateway.invocations.values() if inv.runtime is runtime]
         code = runtime.process.returncode if runtime.process else None
         for invocation in lost:
+            if invocation.timed_out:
+                # The watchdog killed the runtime for this one: a timeout.
+                self.gateway.finish_invocation(
+                    invocation, Status.TIMEOUT, {"error": "its event loop was blocked past the timeout"}
+                )
+                continue
             logger.error(
                 "The %s invocation for %s failed: runtime %d exited (status %s)",
                 invocation.event, invocation.connection_id or "-", runtime.number, code,
@@ -186,7 +222,7 @@ class Supervisor:
         delay = self._restart_delay
         self._restart_delay = min(MAX_RESTART_DELAY, self._restart_delay * 2)
         logger.error(
-            "Runtime %d exited with status %s; %d invocations lost; restarting in %.1f s",
+            "Runtime %d exited with status %s; invocations lost: %d; restarting in %.1f s",
             runtime.number, code, len(lost), delay,
         )
         loop.call_later(delay, lambda: asyncio.ensure_future(self.load("restart after a runtime exit")))
