@@ -365,7 +365,7 @@ async def test_runtime_sigkill_keeps_connections_open(run_sandbox):
             await sandbox.expect(
                 rf"The message invocation for {re.escape(connection_id)} failed: runtime \d+ exited \(status -9\)"
             )
-        await sandbox.expect(r"Runtime \d+ exited with status -9; 3 invocations lost; restarting")
+        await sandbox.expect(r"Runtime \d+ exited with status -9; invocations lost: 3; restarting")
 
         # Messages that arrive once the gateway has seen the exit wait for the
         # next runtime. (Those that reach it before are sent to the dead

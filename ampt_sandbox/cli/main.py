@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -53,6 +54,19 @@ def setup_plain_logging(level: str) -> None:
     from ..liveview.logs import install_handler, plain_handler
 
     install_handler(plain_handler(), level)
+
+
+def check_numbers(**options: tuple[float | None, float, float | None]) -> None:
+    """Exit with one line when an option is NaN, infinite or out of its range."""
+    for name, (value, low, high) in options.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not math.isfinite(value):
+            fail(f"{flag} must be a finite number, got {value}")
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            fail(f"{flag} must be {bounds}, got {value:g}")
 
 
 DataDirOption = Annotated[
@@ -112,8 +126,24 @@ def dev(
     else:
         setup_plain_logging(log_level.value)
     app_path = app_file.resolve()
+    if app_path.is_dir():
+        fail(f"{app_file} is a folder; pass the path of your handler module, e.g. {app_file / 'app.py'}")
     if not app_path.is_file():
         fail(f"app file not found: {app_file}; pass the path of your handler module, e.g. app.py")
+    check_numbers(
+        port=(port, 0, 65535),
+        rate=(rate, 0, None),
+        max_message_size=(max_message_size, 1, None),
+        idle_timeout=(idle_timeout, 0, None),
+        max_connection_age=(max_connection_age, 0, None),
+        ping_interval=(ping_interval, 0, None),
+        ping_timeout=(ping_timeout, 0, None),
+        max_send_queue=(max_send_queue, 1, None),
+        handshake_timeout=(handshake_timeout, 0.001, None),
+    )
+    for folder in watch or []:
+        if not folder.exists():
+            fail(f"--watch path not found: {folder}; pass an existing file or folder")
     try:
         limits = resolve_limits(env.value, burst, rate)
     except ValueError as exc:

@@ -14,6 +14,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
+from ..protocol.messages import escape_control
+
 
 def new_connection_id() -> str:
     """Return a 16-character opaque id shaped like the cloud's (``L0SM9cOFvHcCIhw=``)."""
@@ -156,5 +158,5 @@ def describe_close(websocket: ServerConnection, close_reason: str | None) -> str
     assert received is not None
     if received.code == CloseCode.NO_STATUS_RCVD:
         return "client closed the connection without a close code"
-    detail = f" ({received.reason})" if received.reason else ""
+    detail = f" ({escape_control(received.reason)})" if received.reason else ""
     return f"client closed the connection with code {int(received.code)}{detail}"

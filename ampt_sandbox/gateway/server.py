@@ -24,6 +24,7 @@ from websockets.http11 import Request, Response
 from ..channel.frames import Frame, Op, Status, encode_frame
 from ..errors import DataError, WebSocketError
 from ..limits import ConcurrencyGate, TokenBucket
+from ..protocol.messages import escape_control
 from .clients import Client, describe_close, new_connection_id, new_request_id
 from .config import GatewayConfig
 from .runtime_process import RuntimeProcess
@@ -52,6 +53,9 @@ class Invocation:
     deadline: float
     limited: bool
     future: asyncio.Future[tuple[int, dict[str, Any]]] | None = None
+    # Set when the watchdog kills the runtime because this invocation ran
+    # past its timeout with the event loop blocked.
+    timed_out: bool = False
 
 
 class SandboxConnection(ServerConnection):
@@ -101,7 +105,7 @@ def _preview(payload: bytes) -> str:
     text = payload[: PREVIEW_CHARS * 4].decode("utf-8", "replace")
     if len(text) > PREVIEW_CHARS:
         text = text[:PREVIEW_CHARS] + "..."
-    return text
+    return escape_control(text)
 
 
 class Gateway:
@@ -532,7 +536,7 @@ class Gateway:
                         "its event loop is blocked, so it is being replaced",
                         runtime.number, invocation.event, invocation.connection_id or "-",
                     )
-                    self.counters["handler_timeouts"] += 1
+                    invocation.timed_out = True
                     runtime.kill()
             for client in list(self.clients.values()):
                 if not client.open or client.close_reason is not None:

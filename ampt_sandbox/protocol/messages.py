@@ -66,6 +66,16 @@ def _default(value: Any) -> Any:
     )
 
 
+# Control characters from clients are shown escaped in logs, so a message
+# cannot clear the terminal, retitle it or forge log lines.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
+
+
+def escape_control(text: str) -> str:
+    """Return ``text`` with ASCII control characters written as ``\\xNN``."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 def replace_lone_surrogates(text: str) -> str:
     """Return ``text`` with each unpaired surrogate replaced by U+FFFD.
 
@@ -86,7 +96,8 @@ def encode_outgoing(data: Any) -> bytes:
     """Return the UTF-8 text frame payload that ``ws.send(id, data)`` sends.
 
     Raises:
-        TypeError: ``data`` is bytes or holds a value JSON cannot encode.
+        TypeError: ``data`` is bytes, holds a value JSON cannot encode, or
+            is nested beyond Python's recursion limit.
     """
     if isinstance(data, str):
         return encode_text(data)
@@ -96,9 +107,14 @@ def encode_outgoing(data: Any) -> bytes:
             "decode it to str or send a JSON value"
         )
     try:
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default)
-    except ValueError:
-        text = json.dumps(
-            _to_json_compatible(data), separators=(",", ":"), ensure_ascii=False, default=_default
-        )
+        try:
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default)
+        except ValueError:
+            text = json.dumps(
+                _to_json_compatible(data), separators=(",", ":"), ensure_ascii=False, default=_default
+            )
+    except RecursionError:
+        raise TypeError(
+            "the value is nested too deeply to encode as JSON; send a flatter structure"
+        ) from None
     return encode_text(text)
