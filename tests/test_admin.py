@@ -9,6 +9,8 @@ import re
 import socket
 import stat
 import textwrap
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -325,6 +327,39 @@ def test_malformed_request_rejected(sandbox: Sandbox, request_bytes: bytes, expe
     assert response.startswith(f"HTTP/1.1 {expected_status} ".encode())
 
 
+def test_deeply_nested_body_gets_400(sandbox: Sandbox) -> None:
+    state = read_state(sandbox)
+    body = b"[" * 100_000
+    head = (
+        f"POST /data/get HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {state['token']}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    response = send_raw_bytes(sandbox, head + body)
+    assert response.startswith(b"HTTP/1.1 400 ")
+    assert b"nested too deeply" in response
+    assert "Traceback" not in sandbox.output
+
+
+@pytest.mark.parametrize("length", ["-1", "1_0", "+5", "0x10", "\u0661"], ids=["negative", "underscore", "plus", "hex", "arabic-digit"])
+def test_invalid_content_length_gets_400(sandbox: Sandbox, length: str) -> None:
+    request = f"POST /pause HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n0123456789"
+    response = send_raw_bytes(sandbox, request.encode("utf-8"))
+    assert response.startswith(b"HTTP/1.1 400 ")
+    assert b"invalid Content-Length" in response
+
+
+def test_token_checked_before_body_read(sandbox: Sandbox) -> None:
+    # The head announces a body that never comes; without a token, the
+    # response must not wait for it.
+    state = read_state(sandbox)
+    port = int(state["admin_url"].rsplit(":", 1)[1])
+    head = b"POST /pause HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        response = sock.recv(65536)
+    assert response.startswith(b"HTTP/1.1 401 ")
+
+
 def test_token_never_in_output(sandbox: Sandbox) -> None:
     token = read_state(sandbox)["token"]
     raw_request(sandbox, "GET", "/status")
@@ -369,3 +404,73 @@ def test_client_rejects_remote_address() -> None:
     )
     with pytest.raises(ValueError, match="not an http:// loopback address"):
         AdminClient(state)
+
+
+class SlowStore:
+    """A store whose export blocks its thread, as a large export does."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def export_entries(self) -> list:
+        time.sleep(self.seconds)
+        return [{"key": "k", "value": 1}]
+
+
+async def test_export_runs_off_event_loop(tmp_path: Path) -> None:
+    gateway = SimpleNamespace(
+        stopping=False, store=SlowStore(0.6), url="ws://127.0.0.1:1",
+        config=SimpleNamespace(app=Path("app.py"), data_dir=tmp_path),
+    )
+    admin = AdminServer(gateway)
+    await admin.start()
+    gaps: list[float] = []
+
+    async def measure_gaps(stop: asyncio.Event) -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(measure_gaps(stop))
+    try:
+        client = AdminClient(admin.state())
+        reply = await asyncio.to_thread(client.export_file, tmp_path / "out.json")
+    finally:
+        stop.set()
+        await ticker
+        await admin.close()
+    assert reply["count"] == 1
+    assert max(gaps) < 0.3
+
+
+async def test_import_events_delivered_on_loop(tmp_path: Path) -> None:
+    from ampt_sandbox.store import DataStore
+
+    store = DataStore.open(tmp_path / "data")
+    events: list[tuple[str, str, bool]] = []
+    loop_thread = threading.get_ident()
+    store.on_change = lambda event: events.append(
+        (event["name"], event["key"], threading.get_ident() == loop_thread)
+    )
+    gateway = SimpleNamespace(
+        stopping=False, store=store, url="ws://127.0.0.1:1", live_connection_ids=lambda: [],
+        config=SimpleNamespace(app=Path("app.py"), data_dir=tmp_path),
+    )
+    source = tmp_path / "import.json"
+    source.write_text(json.dumps([{"key": f"ns:{n:04d}", "value": n} for n in range(1200)]))
+    admin = AdminServer(gateway)
+    await admin.start()
+    try:
+        client = AdminClient(admin.state())
+        reply = await asyncio.to_thread(client.import_file, source)
+    finally:
+        await admin.close()
+        store.close()
+    assert reply["imported"] == 1200
+    assert [key for _, key, _ in events] == [f"ns:{n:04d}" for n in range(1200)]
+    assert all(name == "created" for name, _, _ in events)
+    assert all(on_loop for _, _, on_loop in events)

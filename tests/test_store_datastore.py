@@ -399,6 +399,30 @@ def test_expired_item_counts_as_missing_for_writes(store, clock):
     assert item["created"] == int(clock.now * 1000)
 
 
+def test_deferred_import_events_wait_in_order(store):
+    events = []
+    store.on_change = events.append
+    store.import_entries([{"key": "a", "value": 1}, {"key": "b", "value": 2}], defer_events=True)
+    assert events == []
+
+    # A later change delivers the queued events first, so the order holds.
+    store.call("set", {"key": "a", "value": 3})
+    assert [(event["name"], event["key"]) for event in events] == [
+        ("created", "a"), ("created", "b"), ("updated", "a"),
+    ]
+    assert store.deliver_events() == 0
+
+
+def test_deliver_events_limit(store):
+    events = []
+    store.on_change = events.append
+    store.import_entries([{"key": f"k{n}", "value": n} for n in range(5)], defer_events=True)
+    assert store.deliver_events(limit=2) == 3
+    assert [event["key"] for event in events] == ["k0", "k1"]
+    assert store.deliver_events() == 0
+    assert len(events) == 5
+
+
 def test_expire_deletes_and_emits(store, clock):
     events = []
     store.on_change = events.append

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from tinydb import Query
 
 from ampt_sandbox.store import DataStore, JournalStorage, StoreLockedError, StoreOpenError
 from ampt_sandbox.store.datastore import JOURNAL_FILE_NAME
+from ampt_sandbox.store.journal import encode_batch, encode_operation
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -238,6 +240,49 @@ def test_open_refuses_corrupt_store_and_releases_lock(tmp_path):
     assert path.read_text() == "[1, 2, 3]\n"
     with pytest.raises(StoreOpenError):
         DataStore.open(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"nope": 1}, 'no "value"'),
+        ({"value": 1, "modified": 1}, 'no "created"'),
+        ({"value": 1, "created": "x", "modified": 1}, '"created" must be an integer'),
+        ({"value": 1, "created": 1, "modified": 1, "ttl": "soon"}, '"ttl" must be an integer'),
+        ({"value": 1, "created": 1, "modified": 1, "label1": 5}, '"label1" must be a string'),
+        ({"value": 1, "created": 1, "modified": 1, "extra": 5}, "unknown fields: extra"),
+    ],
+    ids=["no-value", "no-created", "created-text", "ttl-text", "label-number", "unknown-field"],
+)
+def test_open_refuses_invalid_item_document(tmp_path, document, problem):
+    path = tmp_path / JOURNAL_FILE_NAME
+    content = (
+        '{"format":"ampt-sandbox-journal","version":1}\n'
+        '["put","items","a",{"value":1,"created":1,"modified":1}]\n'
+        + json.dumps(["put", "items", "k", document]) + "\n"
+    ).encode()
+    path.write_bytes(content)
+    with pytest.raises(StoreOpenError) as raised:
+        DataStore.open(tmp_path)
+    message = str(raised.value)
+    assert str(path) in message
+    assert "line 3" in message
+    assert problem in message
+    assert path.read_bytes() == content
+
+
+def test_store_files_are_private(tmp_path):
+    store = DataStore.open(tmp_path)
+    store.call("set", {"key": "k", "value": 1})
+    store.storage.compact()
+    store.close()
+    for name in (JOURNAL_FILE_NAME, "data.lock"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
+def test_batch_line_matches_single_encoding(tmp_path):
+    operations = [["put", "items", "a", {"value": "é\n\u2028", "created": 1}], ["del", "items", "b"]]
+    assert encode_batch(operations) == encode_operation(["batch", operations])
 
 
 # Crash safety

@@ -64,6 +64,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 DATA_METHODS = frozenset({"get", "get_by_label", "set", "add", "remove"})
 # The import and export of the data commands, on files named by absolute path.
 DATA_FILE_COMMANDS = frozenset({"import", "export"})
+# The change events of an import that the event loop delivers before it serves others.
+EVENTS_PER_TURN = 500
 # How long a connection stays open after the response, for the client to close it.
 LINGER_SECONDS = 1.0
 # Rejected requests are logged at most this often, with a count of the others.
@@ -150,8 +152,8 @@ class AdminServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                request = await asyncio.wait_for(_read_request(reader), REQUEST_TIMEOUT)
-                status, body, headers = self._dispatch(request)
+                request = await asyncio.wait_for(self._receive(reader), REQUEST_TIMEOUT)
+                status, body, headers = await self._dispatch(request)
             except HTTPError as exc:
                 status, headers = exc.status, exc.headers
                 body = {"error": {"type": exc.kind, "message": exc.message}}
@@ -180,8 +182,15 @@ class AdminServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def _dispatch(self, request: Request) -> tuple[http.HTTPStatus, Any, dict[str, str]]:
+    async def _receive(self, reader: asyncio.StreamReader) -> Request:
+        """Read a request, checking its caller before its body, which may be 16 MiB."""
+        request, length = await _read_head(reader)
         self._check_caller(request)
+        if length:
+            request.body = await reader.readexactly(length)
+        return request
+
+    async def _dispatch(self, request: Request) -> tuple[http.HTTPStatus, Any, dict[str, str]]:
         parts = [unquote(part) for part in request.path.split("?", 1)[0].strip("/").split("/")]
         method = request.method
         status = http.HTTPStatus.OK
@@ -201,7 +210,7 @@ class AdminServer:
             body = self._set_paused(parts[0] == "pause")
         elif len(parts) == 2 and parts[0] == "data":
             _allow(method, "POST")
-            body = self._on_data(parts[1], request)
+            body = await self._on_data(parts[1], request)
         else:
             raise HTTPError(http.HTTPStatus.NOT_FOUND, f"no such resource: {request.path}")
         logger.debug("Management API: %s %s -> %d", method, request.path, status)
@@ -286,7 +295,7 @@ class AdminServer:
                 logger.info("Resumed through the management API: new connections are accepted again")
         return {"state": gateway.state}
 
-    def _on_data(self, name: str, request: Request) -> Any:
+    async def _on_data(self, name: str, request: Request) -> Any:
         if name not in DATA_METHODS and name not in DATA_FILE_COMMANDS:
             known = ", ".join(sorted(DATA_METHODS | DATA_FILE_COMMANDS))
             raise HTTPError(http.HTTPStatus.NOT_FOUND, f"unknown data method {name!r}; use one of: {known}")
@@ -298,11 +307,19 @@ class AdminServer:
             raise HTTPError(http.HTTPStatus.BAD_REQUEST, "the body must be a JSON object of the call's parameters")
         with _data_errors():
             if name in DATA_FILE_COMMANDS:
-                return self._transfer(name, params)
+                return await self._transfer(name, params)
             return {"result": self.gateway.call(f"data.{name}", params)}
 
-    def _transfer(self, name: str, params: dict[str, Any]) -> Any:
-        # The data commands' own code, run on the store that this process owns.
+    async def _transfer(self, name: str, params: dict[str, Any]) -> Any:
+        """Run the data commands' own import or export on the store that this process owns.
+
+        A file of hundreds of megabytes takes seconds to parse or write, so
+        the work runs on a worker thread and the event loop keeps serving
+        WebSockets. The store serialises calls with its own lock. The
+        import's change events call into the gateway, which only the event
+        loop may touch, so the import queues them and the loop delivers them
+        once the import is done.
+        """
         from ..cli.data_commands import export_file, import_file
 
         path, overwrite = params.get("path"), params.get("overwrite", False)
@@ -313,11 +330,13 @@ class AdminServer:
             )
         store = self.gateway.store
         if name == "export":
-            written, count = export_file(store, path, overwrite=overwrite)
+            written, count = await asyncio.to_thread(export_file, store, path, overwrite=overwrite)
             logger.info("Exported %d items to %s through the management API", count, written)
             return {"path": str(written), "count": count}
 
-        result = import_file(store, Path(path), overwrite=overwrite)
+        result = await asyncio.to_thread(import_file, store, Path(path), overwrite=overwrite, defer_events=True)
+        while store.deliver_events(EVENTS_PER_TURN):
+            await asyncio.sleep(0)
         logger.info("Imported %d items from %s through the management API", result.imported, path)
         live = set(self.gateway.live_connection_ids())
         deleted_live = sum(1 for key in result.deleted_connections if key.split(":", 1)[1] in live)
@@ -440,9 +459,14 @@ def _json_body(request: Request) -> Any:
         return json.loads(request.body)
     except ValueError as exc:
         raise HTTPError(http.HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPError(
+            http.HTTPStatus.BAD_REQUEST, "the body is not valid JSON: its arrays or objects are nested too deeply"
+        ) from None
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Request:
+async def _read_head(reader: asyncio.StreamReader) -> tuple[Request, int]:
+    """Read the request line and headers; return the request without its body, and the body's length."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
@@ -468,14 +492,21 @@ async def _read_request(reader: asyncio.StreamReader) -> Request:
 
     if "transfer-encoding" in headers:
         raise HTTPError(http.HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not supported; send Content-Length")
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError:
-        raise HTTPError(http.HTTPStatus.BAD_REQUEST, "invalid Content-Length") from None
-    if length < 0 or length > MAX_BODY_BYTES:
+    length = _content_length(headers.get("content-length", "0"))
+    return Request(method.upper(), target, headers, b""), length
+
+
+def _content_length(text: str) -> int:
+    # RFC 9110 allows only ASCII digits here; int() would also take a sign,
+    # underscores and non-ASCII digits.
+    if not (text.isascii() and text.isdigit()):
+        raise HTTPError(
+            http.HTTPStatus.BAD_REQUEST, f"invalid Content-Length {text[:40]!r}: it must be a number of bytes"
+        )
+    length = int(text)
+    if length > MAX_BODY_BYTES:
         raise HTTPError(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is larger than {MAX_BODY_BYTES} bytes")
-    body = await reader.readexactly(length) if length else b""
-    return Request(method.upper(), target, headers, body)
+    return length
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tinydb.table import Table
 from ..errors import DataError, ValidationError
 from .index import Entry, SortedIndex
 from .items import (
+    check_document,
     copy_json,
     is_expired,
     json_type,
@@ -102,6 +104,11 @@ class StoreDatabase(TinyDB):
         return super().table(name, **kwargs)
 
 
+def _check_stored_document(table: str, key: str, document: dict[str, Any]) -> None:
+    if table == ITEMS_TABLE:
+        check_document(document)
+
+
 def _with_key(error: DataError, key: str) -> DataError:
     """Return the same kind of error with the key appended to its message."""
     return type(error)(f"{error} (key {describe_key(key)})")
@@ -110,11 +117,15 @@ def _with_key(error: DataError, key: str) -> DataError:
 class DataStore:
     """The key-value store of one data directory, owned by one process.
 
-    Use ``DataStore.open``. Calls are synchronous and serialised by a lock.
-    ``on_change`` is called after every committed change with
+    Use ``DataStore.open``. Calls are synchronous and serialised by a lock,
+    so any thread may make them. ``on_change`` is called after every
+    committed change with
     ``{"name": "created"|"updated"|"deleted", "key", "item", "previous"}``,
     where ``item`` and ``previous`` are items with their meta fields
-    (times in epoch milliseconds) or None.
+    (times in epoch milliseconds) or None. It is called on the thread that
+    made the change, except for an ``import_entries`` with
+    ``defer_events``: its events wait in a queue until ``deliver_events``
+    or the next change delivers them, so they stay in commit order.
     """
 
     def __init__(
@@ -131,6 +142,7 @@ class DataStore:
         self._clock = clock
         self._mutex = threading.RLock()
         self._closed = False
+        self._undelivered: deque[ChangeEvent] = deque()
 
         # The storage's own dict: replaced only by TinyDB writes, which a
         # DataStore never makes.
@@ -179,6 +191,7 @@ class DataStore:
                 data_dir / JOURNAL_FILE_NAME,
                 storage=JournalStorage,
                 fsync_interval=fsync_interval,
+                check_document=_check_stored_document,
             )
             return cls(database, lock, clock=clock)
         except BaseException:
@@ -494,7 +507,9 @@ class DataStore:
 
     # Import and export.
 
-    def import_entries(self, entries: list[Any], *, overwrite: bool = False) -> ImportResult:
+    def import_entries(
+        self, entries: list[Any], *, overwrite: bool = False, defer_events: bool = False
+    ) -> ImportResult:
         """Write the entries of an import file, each as an overwrite of its key.
 
         Every entry is checked before anything is written, and the whole
@@ -502,14 +517,19 @@ class DataStore:
         With ``overwrite``, every item is deleted first, including the
         ``connection:*`` records of connections that stay open.
 
+        With ``defer_events``, the change events are queued instead of
+        passed to ``on_change``, so that a worker thread can run the import
+        while the listener's own thread later calls ``deliver_events``.
+
         Raises:
             InvalidImportError: an entry is invalid; the store is unchanged.
         """
+        # The checks need no lock, so other calls can run meanwhile.
+        now = self._now()
+        documents = build_import_documents(entries, now)
         with self._mutex:
             if self._closed:
                 raise DataError("The data store is closed")
-            now = self._now()
-            documents = build_import_documents(entries, now)
 
             changes: list[tuple[str, dict[str, Any] | None]] = []
             result = ImportResult(imported=len(documents))
@@ -522,7 +542,7 @@ class DataStore:
                     if split_stored(key)[0] == CONNECTION_COLLECTION:
                         result.deleted_connections.append(key)
             changes.extend(documents)
-            self._commit(changes)
+            self._commit(changes, defer_events=defer_events)
             return result
 
     def export_entries(self) -> list[dict[str, Any]]:
@@ -531,15 +551,21 @@ class DataStore:
             if self._closed:
                 raise DataError("The data store is closed")
             now = self._now()
-            return [
-                copy_json(export_entry(key, document))
-                for key, document in sorted(self._items.items())
-                if not is_expired(document, now)
-            ]
+            snapshot = list(self._items.items())
+        # A write replaces a stored document and never changes one in place,
+        # so the snapshot stays valid after the lock is released.
+        snapshot.sort(key=lambda pair: pair[0])
+        return [
+            copy_json(export_entry(key, document))
+            for key, document in snapshot
+            if not is_expired(document, now)
+        ]
 
     # Changes, indexes and events.
 
-    def _commit(self, changes: list[tuple[str, dict[str, Any] | None]]) -> None:
+    def _commit(
+        self, changes: list[tuple[str, dict[str, Any] | None]], *, defer_events: bool = False
+    ) -> None:
         """Write documents (None deletes) in one journal line, then index them and emit events.
 
         Changes apply in order, so one key may appear twice (an import with
@@ -574,25 +600,45 @@ class DataStore:
             else:
                 name = "updated"
             events.append((name, key, document, live_old))
-        self._emit(events)
+        self._emit(events, defer=defer_events)
 
-    def _emit(self, events: Iterable[tuple[str, str, dict | None, dict | None]]) -> None:
-        listener = self.on_change
-        if listener is None:
+    def _emit(
+        self, events: Iterable[tuple[str, str, dict | None, dict | None]], *, defer: bool = False
+    ) -> None:
+        if self.on_change is None:
             return
         for name, key, document, previous in events:
-            event = {
+            self._undelivered.append({
                 "name": name,
                 "key": key,
                 "item": None if document is None else public_item(key, document, meta=True),
                 "previous": None if previous is None else public_item(key, previous, meta=True),
-            }
-            try:
-                listener(event)
-            except Exception:
-                # The change is committed; a failing listener must not turn
-                # the data call into an error.
-                logger.exception("data change listener failed on %s of %r", name, key)
+            })
+        if not defer:
+            self.deliver_events()
+
+    def deliver_events(self, limit: int | None = None) -> int:
+        """Pass queued change events to ``on_change``, oldest first, on the calling thread.
+
+        ``limit`` caps how many this call passes. Returns how many remain queued.
+        """
+        with self._mutex:
+            delivered = 0
+            while self._undelivered and (limit is None or delivered < limit):
+                delivered += 1
+                event = self._undelivered.popleft()
+                listener = self.on_change
+                if listener is None:
+                    continue
+                try:
+                    listener(event)
+                except Exception:
+                    # The change is committed; a failing listener must not turn
+                    # the data call into an error.
+                    logger.exception(
+                        "data change listener failed on %s of %r", event["name"], event["key"]
+                    )
+            return len(self._undelivered)
 
     def _build_indexes(self) -> None:
         collections: dict[str, list[Entry]] = {}

@@ -17,6 +17,7 @@ from typing import Any
 from .keys import LABEL_SLOTS
 
 Document = dict[str, Any]
+STORED_FIELDS = frozenset({"value", "created", "modified", "ttl", *LABEL_SLOTS})
 
 
 def copy_json(value: Any) -> Any:
@@ -44,6 +45,26 @@ def is_expired(document: Document, now: int) -> bool:
 def new_document(value: Any, previous: Document | None, now: int) -> Document:
     created = now if previous is None else previous["created"]
     return {"value": value, "created": created, "modified": now}
+
+
+def check_document(document: Document) -> None:
+    """Raise ValueError unless ``document`` has the stored form that every reader relies on."""
+    for field in ("value", "created", "modified"):
+        if field not in document:
+            raise ValueError(f'the item has no "{field}" field')
+    for field in ("created", "modified", "ttl"):
+        if field in document and not _is_integer(document[field]):
+            raise ValueError(f'"{field}" must be an integer number of epoch milliseconds')
+    for slot in LABEL_SLOTS:
+        if slot in document and not isinstance(document[slot], str):
+            raise ValueError(f'"{slot}" must be a string')
+    unknown = set(document) - STORED_FIELDS
+    if unknown:
+        raise ValueError(f"the item has unknown fields: {', '.join(sorted(unknown))}")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def stored_attributes(key: str, document: Document) -> Document:

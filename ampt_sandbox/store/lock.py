@@ -39,7 +39,8 @@ class DataDirLock:
     def acquire(cls, data_dir: Path) -> DataDirLock:
         """Take the lock, or raise StoreLockedError without waiting."""
         path = data_dir / LOCK_FILE_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # The holder's process id is nobody else's business.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
