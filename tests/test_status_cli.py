@@ -164,6 +164,19 @@ async def test_send_delivers_text_unchanged(sandbox: Sandbox, message: str) -> N
 
 
 @pytest.mark.parametrize("command", ["send", "close"])
+@pytest.mark.parametrize("connection_id", ["", " "], ids=["empty", "blank"])
+def test_empty_connection_id_rejected(sandbox: Sandbox, command: str, connection_id: str) -> None:
+    args = [command, connection_id, *(["hello"] if command == "send" else []), "--data-dir", str(sandbox.data_dir)]
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "connection id is empty" in lines[0]
+    assert "405" not in lines[0]
+
+
+@pytest.mark.parametrize("command", ["send", "close"])
 @pytest.mark.parametrize("connection_id", ["Tm9TdWNoSWQ=", "-m9TdWNoSWQ=", "--9TdWNoSWQ="])
 def test_unknown_connection_exits_1(sandbox: Sandbox, command: str, connection_id: str) -> None:
     args = [command, connection_id, *(["hello"] if command == "send" else []), "--data-dir", str(sandbox.data_dir)]

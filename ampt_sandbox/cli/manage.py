@@ -277,6 +277,7 @@ def send(
     data_dir: DataDirOption = Path(".ampt"),
 ) -> None:
     """Send MESSAGE to one connection as a text frame, as ws.send does with a str."""
+    _check_connection_id(connection_id)
     result = call(data_dir, lambda client: client.send(connection_id, message))
     typer.echo(f"Sent {result['bytes']} bytes to {connection_id}.")
 
@@ -287,8 +288,15 @@ def close(
     data_dir: DataDirOption = Path(".ampt"),
 ) -> None:
     """Close one connection with code 1000; its disconnected handler runs."""
+    _check_connection_id(connection_id)
     call(data_dir, lambda client: client.close(connection_id))
     typer.echo(f"Closing {connection_id} with code 1000.")
+
+
+def _check_connection_id(connection_id: str) -> None:
+    # An empty id would make the request's path /connections/, another route.
+    if not connection_id.strip():
+        fail("the connection id is empty; `ampt-sandbox connections` lists the live connections")
 
 
 @app.command()
