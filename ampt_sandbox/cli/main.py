@@ -93,6 +93,8 @@ def dev(
     max_send_queue: Annotated[int, typer.Option(help="Bytes queued for one client before it is closed with 1008.")] = 4 * 1024 * 1024,
     handshake_timeout: Annotated[float, typer.Option(help="Seconds a client has to send its handshake request before it is dropped.")] = 10.0,
     log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.")] = LogLevel.info,
+    seed: Annotated[Optional[Path], typer.Option("--seed", "-s", help="JSON data file to import at start; other keys are kept.")] = None,
+    reseed: Annotated[bool, typer.Option("--reseed", "--rs", help="Import the --seed file (default data.json) again whenever it changes.")] = False,
     no_tui: Annotated[
         bool, typer.Option("--no-tui", help="Print log lines instead of the live view; the default when output is not a terminal.")
     ] = False,
@@ -182,6 +184,19 @@ def dev(
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot use data directory {config.data_dir}: {exc.strerror or exc}")
+
+    if reseed and seed is None:
+        seed = Path("data.json")
+    if seed is not None:
+        from ..gateway.seed import seed_store
+
+        if not seed.is_file():
+            store.close()
+            fail(f'File "{seed}" not found.' if not seed.exists() else f"--seed {seed} is not a file")
+        if not seed_store(store, seed):
+            store.close()
+            fail(f"cannot seed the store from {seed}; fix the file (the error is logged above) and start again")
+    config.seed = seed.resolve() if reseed and seed is not None else None
 
     def show_url(gateway: Gateway) -> None:
         # The live view shows the URL in its header instead.

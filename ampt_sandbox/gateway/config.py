@@ -20,6 +20,8 @@ class GatewayConfig:
     limits: Limits = field(default_factory=lambda: Limits(burst=10, rate=10))
     reload: bool = True
     watch: list[Path] = field(default_factory=list)
+    # A data file imported again whenever it changes (--reseed), or None.
+    seed: Path | None = None
     # API Gateway WebSocket limits.
     max_message_size: int = 128 * 1024
     max_frame_size: int = 32 * 1024

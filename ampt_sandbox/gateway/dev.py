@@ -13,6 +13,7 @@ from typing import Any
 from .admin import AdminServer
 from .config import GatewayConfig
 from .reloader import watch_and_reload
+from .seed import watch_seed
 from .server import Gateway
 from .statefile import remove_state, write_state
 
@@ -116,6 +117,11 @@ async def _serve(
         )
         watcher.add_done_callback(_report_watcher_end)
 
+    reseeder = None
+    if config.seed is not None and gateway.store is not None:
+        reseeder = asyncio.create_task(watch_seed(gateway.store, config.seed))
+        reseeder.add_done_callback(_report_watcher_end)
+
     first_load = asyncio.create_task(load("start"))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({first_load, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -137,8 +143,9 @@ async def _serve(
         gateway.supervisor.abort_load()
         first_load.cancel()
 
-    if watcher is not None:
-        watcher.cancel()
+    for task in (watcher, reseeder):
+        if task is not None:
+            task.cancel()
     await gateway.shutdown()
 
 
@@ -147,4 +154,4 @@ def _report_watcher_end(task: asyncio.Task[None]) -> None:
         return
     error = task.exception()
     if error is not None:
-        logger.error("Hot reload stopped: the file watcher failed: %s", error)
+        logger.error("A file watcher failed, so changes are no longer picked up: %s", error)
