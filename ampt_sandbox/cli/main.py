@@ -173,7 +173,8 @@ def dev(
     if running is not None:
         reject_second_dev(config.data_dir, running)
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        # The store may hold private data: a new data directory is the user's alone.
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = DataStore.open(config.data_dir)
     except StoreLockedError as exc:
         running = running_sandbox(config.data_dir)
