@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from ampt_sandbox.cli.connect_cmd import check_url, describe_close, format_message, parse_header
+from ampt_sandbox.cli.connect_cmd import (
+    check_url,
+    check_wait,
+    describe_close,
+    format_message,
+    parse_header,
+    valid_text,
+)
 
 POKE_APP = """
 import json
@@ -249,6 +256,75 @@ def test_invalid_arguments_exit_1(start_connect, args: list[str], message: str) 
     client.end_input()
     assert client.wait() == 1
     assert message in client.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "x"])
+def test_check_url_port_out_of_range(port: str) -> None:
+    with pytest.raises(ValueError, match="port must be a number from 1 to 65535"):
+        check_url(f"ws://127.0.0.1:{port}/")
+
+
+@pytest.mark.parametrize("wait", [float("nan"), -5.0, -0.5, float("-inf")])
+def test_check_wait_rejects(wait: float) -> None:
+    with pytest.raises(ValueError, match="invalid --wait"):
+        check_wait(wait)
+
+
+@pytest.mark.parametrize("wait", [0.0, 1.5, -1.0, float("inf")])
+def test_check_wait_accepts(wait: float) -> None:
+    check_wait(wait)
+
+
+def test_valid_text_replaces_undecodable_bytes() -> None:
+    decoded = b"ab\xff\xfecd".decode("utf-8", "surrogateescape")
+    assert valid_text(decoded) == "ab\ufffd\ufffdcd"
+    assert valid_text("caf\u00e9 \U0001f600") == "caf\u00e9 \U0001f600"
+    assert valid_text("x\ud83dy") == "x?y"
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:99999/", "ws://127.0.0.1:0/"])
+def test_port_out_of_range_exits_1(start_connect, url: str) -> None:
+    client = start_connect(url)
+    client.end_input()
+    assert client.wait() == 1
+    lines = client.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "port must be a number from 1 to 65535" in lines[0]
+
+
+@pytest.mark.parametrize("wait", ["nan", "-5"])
+def test_invalid_wait_exits_1(start_connect, wait: str) -> None:
+    client = start_connect("ws://127.0.0.1:1/", "--wait", wait)
+    client.end_input()
+    assert client.wait() == 1
+    assert "invalid --wait" in client.stderr
+
+
+def test_wss_to_plain_server_names_error(poke, start_connect) -> None:
+    client = start_connect(poke.url.replace("ws://", "wss://", 1))
+    client.end_input()
+    assert client.wait() == 1
+    line = client.stderr.strip().splitlines()[-1]
+    assert "cannot connect to wss://" in line
+    assert ": ;" not in line
+    assert "serves ws://, not wss://" in line
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_invalid_utf8_stdin_keeps_going(poke, locale: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ampt_sandbox", "connect", poke.url, "--wait", "-1"],
+        input=b"ping\n\xff\xfe\nhello\nbye\n",
+        capture_output=True,
+        timeout=30,
+        env={**os.environ, "LC_ALL": locale, "PYTHONIOENCODING": "", "PYTHONUTF8": "0"},
+    )
+    stdout = result.stdout.decode("utf-8", "replace").splitlines()
+    assert result.returncode == 0, result.stderr
+    # An ASCII terminal (the C locale) shows U+FFFD as an escape.
+    assert stdout[1] in ("\ufffd\ufffd", "\\ufffd\\ufffd")
+    assert stdout[2] == "hello"
+    assert b"Traceback" not in result.stderr
 
 
 def test_stdin_file_works(poke, tmp_path: Path) -> None:

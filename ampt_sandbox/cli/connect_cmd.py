@@ -47,6 +47,36 @@ def check_url(url: str) -> None:
         raise ValueError(f"invalid URL {url!r}: it must start with ws:// or wss://")
     if not parts.hostname:
         raise ValueError(f"invalid URL {url!r}: it has no host")
+    port_error = f"invalid URL {url!r}: the port must be a number from 1 to 65535"
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(port_error) from None
+    if port == 0:
+        raise ValueError(port_error)
+
+
+def check_wait(wait: float) -> None:
+    """Raise ValueError unless ``wait`` is a number of seconds >= 0, infinity, or -1."""
+    if math.isnan(wait) or (wait < 0 and wait != -1):
+        raise ValueError(
+            f"invalid --wait {wait}: give a number of seconds >= 0, or -1 to wait until the server closes"
+        )
+
+
+def valid_text(line: str) -> str:
+    """Return ``line`` with every byte that was not valid UTF-8 replaced by U+FFFD.
+
+    Python decodes undecodable input bytes to lone surrogates (U+DC80 to
+    U+DCFF) under the C locale, and a WebSocket text message cannot carry a
+    surrogate, so sending such a line would fail.
+    """
+    try:
+        raw = line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        # Surrogates outside that range did not come from input bytes.
+        raw = line.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
 
 
 def format_message(message: str | bytes, pretty_json: bool) -> str:
@@ -93,7 +123,7 @@ def _start_stdin_reader(
     def pump() -> None:
         try:
             for line in stdin:
-                loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\r\n"))
+                loop.call_soon_threadsafe(lines.put_nowait, valid_text(line.rstrip("\r\n")))
         except (OSError, ValueError):
             pass
         finally:
@@ -103,6 +133,11 @@ def _start_stdin_reader(
                 pass
 
     threading.Thread(target=pump, name="stdin-reader", daemon=True).start()
+
+
+def _describe_error(error: OSError) -> str:
+    # Some errors, such as a TLS handshake that the server closed, have an empty message.
+    return error.strerror or str(error) or type(error).__name__
 
 
 async def run_connect(
@@ -117,7 +152,7 @@ async def run_connect(
     """Connect to ``url``, send the lines of ``stdin`` and print incoming messages.
 
     After standard input ends, messages are still printed for ``wait``
-    seconds (forever when ``wait`` is negative or infinite), then the client
+    seconds (forever when ``wait`` is -1 or infinite), then the client
     closes with 1000. Returns the exit status.
     """
     from websockets.asyncio.client import connect
@@ -145,10 +180,10 @@ async def run_connect(
         status(f"Error: connecting to {url} timed out after 15 s; check that the server is running")
         return EXIT_FAILED
     except OSError as exc:
-        status(
-            f"Error: cannot connect to {url}: {exc.strerror or exc}; "
-            "check that ampt-sandbox dev (or your server) is running on that address"
-        )
+        hint = "check that ampt-sandbox dev (or your server) is running on that address"
+        if url.startswith("wss:"):
+            hint += "; ampt-sandbox dev serves ws://, not wss://"
+        status(f"Error: cannot connect to {url}: {_describe_error(exc)}; {hint}")
         return EXIT_FAILED
 
     if stdin.isatty():
@@ -169,7 +204,7 @@ async def run_connect(
                 await websocket.send(line)
         except ConnectionClosed:
             await asyncio.Future()  # the server closed: print_incoming reports it
-        if wait < 0 or math.isinf(wait):
+        if wait == -1 or math.isinf(wait):
             await asyncio.Future()  # until the server closes
         await asyncio.sleep(wait)
 
@@ -230,8 +265,13 @@ def connect(
     try:
         check_url(url)
         headers = [parse_header(text) for text in header or []]
+        check_wait(wait)
     except ValueError as exc:
         fail(str(exc))
+
+    # Bytes that are not valid UTF-8 become U+FFFD instead of ending the input.
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
 
     # A message may hold any character; a terminal that cannot show one gets an escape.
     if hasattr(sys.stdout, "reconfigure"):
