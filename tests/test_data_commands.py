@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from ampt_sandbox.cli.data_commands import (
 )
 from ampt_sandbox.errors import ValidationError
 from ampt_sandbox.store import DataStore
+from ampt_sandbox.store.transfer import parse_import
 
 
 @pytest.fixture
@@ -38,6 +40,10 @@ def write_items(path: Path, items) -> None:
     path.write_text(json.dumps(items), encoding="utf-8")
 
 
+def create_store(data_dir: Path) -> None:
+    DataStore.open(data_dir).close()
+
+
 def stored(data_dir: Path) -> list[dict]:
     with DataStore.open(data_dir) as store:
         return store.export_entries()
@@ -55,6 +61,60 @@ def test_import_default_file(runner, workdir):
         {"key": "b", "value": "x"},
         {"key": "ns:a", "value": 1, "label1": "room:x"},
     ]
+
+
+def test_import_one_item_singular(runner, workdir):
+    write_items(workdir / "one.json", [{"key": "a", "value": 1}])
+    result = invoke(runner, "import", "one.json", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "Deleted 0 items before the import." in result.stdout
+    assert "Imported 1 item from one.json." in result.stdout
+    result = invoke(runner, "import", "one.json", "--overwrite")
+    assert "Deleted 1 item before the import." in result.stdout
+
+
+def test_import_creates_missing_data_dir(runner, workdir):
+    write_items(workdir / "data.json", [{"key": "a", "value": 1}])
+    result = invoke(runner, "import", "--data-dir", "new/dir")
+    assert result.exit_code == 0, result.output
+    assert stored(workdir / "new" / "dir") == [{"key": "a", "value": 1}]
+
+
+def test_import_folder_is_rejected(runner, workdir):
+    (workdir / "folder").mkdir()
+    result = invoke(runner, "import", "folder")
+    assert result.exit_code == 1
+    assert result.stderr == '"folder" is a folder, not a file; give the path of a JSON file\n'
+    with DataStore.open(workdir / "store") as store:
+        with pytest.raises(CommandError, match="is a folder, not a file"):
+            import_file(store, workdir / "folder")
+
+
+def test_import_accepts_byte_order_mark(runner, workdir):
+    (workdir / "data.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([{"key": "a", "value": "\u00e9"}]).encode())
+    result = invoke(runner, "import")
+    assert result.exit_code == 0, result.output
+    assert stored(workdir / ".ampt") == [{"key": "a", "value": "\u00e9"}]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[]", " [ ] ", '[1, {"a": [2]}]\n', "[1,,2]", "[1 2]", "[1,]", "[", "[1", '{"a": 1}', "", "[1] x", "[1]]"],
+)
+def test_parse_import_matches_json_loads(text):
+    try:
+        expected = json.loads(text)
+    except json.JSONDecodeError as exc:
+        position = f"at line {exc.lineno} column {exc.colno} (character {exc.pos})"
+        with pytest.raises(ValidationError) as raised:
+            parse_import(text, "f")
+        assert f"f is not valid JSON: {exc.msg} {position}" == str(raised.value)
+        return
+    if isinstance(expected, list):
+        assert parse_import(text, "f") == expected
+    else:
+        with pytest.raises(ValidationError, match="must contain a JSON array"):
+            parse_import(text, "f")
 
 
 def test_import_missing_file(runner, workdir):
@@ -196,6 +256,7 @@ def test_export_skips_expired_items(tmp_path):
 
 
 def test_export_existing_file_needs_overwrite(runner, workdir):
+    create_store(workdir / ".ampt")
     (workdir / "data.json").write_text("old\n")
     result = invoke(runner, "export")
     assert result.exit_code == 1
@@ -205,6 +266,56 @@ def test_export_existing_file_needs_overwrite(runner, workdir):
         result = invoke(runner, "export", flag)
         assert result.exit_code == 0, (flag, result.output)
     assert (workdir / "data.json").read_text() == "[]\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (".json", 'has no name before ".json"'),
+        ("dir/.json", 'has no name before ".json"'),
+        ("a.", 'ends with a dot; give "a.json"'),
+        ("a..", 'ends with a dot; give "a.json"'),
+        (".", "names no file"),
+    ],
+)
+def test_export_path_rejects_bad_names(name, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        export_path(name)
+
+
+def test_export_dot_json_name_rejected(runner, workdir):
+    create_store(workdir / ".ampt")
+    result = invoke(runner, "export", ".json")
+    assert result.exit_code == 1
+    assert 'has no name before ".json"' in result.stderr
+    assert not (workdir / ".json.json").exists()
+
+
+@pytest.mark.parametrize("command", [["get", "x"], ["remove", "x"], ["export"]])
+def test_missing_data_dir_rejected(runner, workdir, command):
+    result = invoke(runner, *command, "--data-dir", "typo/dir")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == "no data store in typo/dir: the folder does not exist; check --data-dir\n"
+    assert not (workdir / "typo").exists()
+    assert not (workdir / "data.json").exists()
+
+
+@pytest.mark.parametrize("command", [["get", "x"], ["remove", "x"], ["export"]])
+def test_data_dir_without_store_rejected(runner, workdir, command):
+    (workdir / "empty").mkdir()
+    result = invoke(runner, *command, "--data-dir", "empty")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("no data store in empty: the folder has no data.jsonl; check --data-dir")
+    assert list((workdir / "empty").iterdir()) == []
+
+
+def test_export_one_item_singular(runner, workdir):
+    with DataStore.open(workdir / ".ampt") as store:
+        store.call("set", {"key": "a", "value": 1})
+    result = invoke(runner, "export")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Exported 1 item to data.json.\n"
 
 
 @pytest.mark.parametrize(("name", "expected"), [("dump", "dump.json"), ("a/b.json", "a/b.json")])
@@ -248,6 +359,7 @@ def test_get_meta_prints_iso_times(runner, workdir):
 
 
 def test_get_invalid_limit(runner, workdir):
+    create_store(workdir / ".ampt")
     result = invoke(runner, "get", "ns:*", "--limit", "0")
     assert result.exit_code == 1
     assert result.stderr == "'limit' must be between 1 and 1000\n"
@@ -263,6 +375,7 @@ def test_remove_prints_true(runner, workdir):
 
 
 def test_remove_rejects_pattern(runner, workdir):
+    create_store(workdir / ".ampt")
     result = invoke(runner, "remove", "ns:*")
     assert result.exit_code == 1
     assert result.stderr.startswith("You cannot delete items using conditionals.")

@@ -22,6 +22,7 @@ import typer
 
 from ..errors import DataError
 from ..store import DataStore, StoreLockedError, StoreOpenError
+from ..store.datastore import JOURNAL_FILE_NAME
 from ..store.transfer import ImportResult, parse_import
 
 if TYPE_CHECKING:
@@ -59,9 +60,12 @@ def import_file(
             is unchanged).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig drops the byte order mark that some Windows editors write.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise CommandError(f'File "{path}" not found.') from None
+    except IsADirectoryError:
+        raise CommandError(folder_message(path)) from None
     except UnicodeDecodeError as exc:
         raise CommandError(f'File "{path}" is not UTF-8 text: {exc.reason} at byte {exc.start}') from None
     except OSError as exc:
@@ -70,13 +74,27 @@ def import_file(
     return store.import_entries(entries, overwrite=overwrite, defer_events=defer_events)
 
 
+def folder_message(path: Path) -> str:
+    return f'"{path}" is a folder, not a file; give the path of a JSON file'
+
+
 def export_path(name: str | os.PathLike[str]) -> Path:
     """Return the export file's path: ``.json`` is added to a name without extension.
 
     Raises:
-        CommandError: the name has another extension.
+        CommandError: the name has another extension, is only ``.json``,
+            ends with a dot or names no file.
     """
     path = Path(name)
+    if path.name in ("", ".", ".."):
+        raise CommandError(f'Data file name "{name}" names no file; give a name such as data.json')
+    if path.name == ".json":
+        raise CommandError('Data file name ".json" has no name before ".json"; give a name such as data.json')
+    if path.name.endswith("."):
+        raise CommandError(
+            f'Data file name "{path.name}" ends with a dot; give "{path.name.rstrip(".")}.json" or a name '
+            "without extension"
+        )
     if path.suffix == "":
         return path.with_name(path.name + ".json")
     if path.suffix != ".json":
@@ -114,8 +132,9 @@ def export_file(store: DataStore, name: str | os.PathLike[str], *, overwrite: bo
 def _write_entries(file: TextIO, entries: list[Any]) -> None:
     """Write what ``json.dumps(entries, indent=2)`` returns, and a newline, one entry at a time.
 
-    One ``json.dumps`` of a 300 MB export holds the GIL for about a second
-    while it joins its pieces; per entry, other threads run in between.
+    A single ``json.dumps`` holds the GIL while it joins its pieces (about a
+    second for a 300 MB export in one measurement), so other threads stall.
+    Written per entry, they run in between.
     """
     if not entries:
         file.write("[]\n")
@@ -196,17 +215,38 @@ def _opened_store(data_dir: Path) -> Iterator[DataStore]:
         store.close()
 
 
+def _check_store_exists(data_dir: Path) -> None:
+    """Exit with one line unless ``data_dir`` contains a data store, so that a mistyped path creates nothing."""
+    if not data_dir.exists():
+        _reject(f"no data store in {data_dir}: the folder does not exist; check --data-dir")
+    if not data_dir.is_dir():
+        _reject(f"no data store in {data_dir}: it is not a folder; check --data-dir")
+    if not (data_dir / JOURNAL_FILE_NAME).is_file():
+        _reject(
+            f"no data store in {data_dir}: the folder has no {JOURNAL_FILE_NAME}; check --data-dir, "
+            "or create the store with `ampt-sandbox dev` or `ampt-sandbox data import`"
+        )
+
+
 def _run(
     data_dir: Path,
     offline: Callable[[DataStore], T],
     online: Callable[[AdminClient], T],
+    *,
+    create: bool = False,
 ) -> T:
-    """Run a command through the sandbox running on ``data_dir``, or on the store itself."""
+    """Run a command through the sandbox running on ``data_dir``, or on the store itself.
+
+    Without a running sandbox, the store is opened only when it exists,
+    unless ``create`` is true.
+    """
     from ..gateway.admin import AdminClient, AdminError, AdminUnavailable
     from .manage import running_sandbox
 
     state = running_sandbox(data_dir.resolve())
     if state is None:
+        if not create:
+            _check_store_exists(data_dir)
         with _opened_store(data_dir) as store:
             try:
                 return offline(store)
@@ -218,6 +258,11 @@ def _run(
         _reject(exc.message)
     except AdminUnavailable as exc:
         _reject(f"the sandbox running in {data_dir.resolve()} (process {state.pid}) does not respond: {exc}")
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``1 item`` or ``2 items``: the number and the noun in singular or plural."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _print_json(value: Any) -> None:
@@ -253,6 +298,8 @@ def import_command(
     data_dir: DataDirOption = Path(".ampt"),
 ) -> None:
     """Import items from a JSON file; each one overwrites its key, other keys stay."""
+    if file.is_dir():
+        _reject(folder_message(file))
     if not file.is_file():
         _reject(f'File "{file}" not found.')
 
@@ -266,20 +313,24 @@ def import_command(
             "deleted_live_connections": 0,
         }
 
-    result = _run(data_dir, offline, lambda client: client.import_file(file, overwrite))
+    result = _run(data_dir, offline, lambda client: client.import_file(file, overwrite), create=True)
     if overwrite:
-        typer.echo(f"Deleted {result['deleted']} items before the import.")
+        typer.echo(f"Deleted {_count(result['deleted'], 'item')} before the import.")
         records = len(result.get("deleted_connections", []))
         live = result.get("deleted_live_connections", 0)
         if live:
             typer.echo(
-                f"Warning: deleted {records} connection:* records, {live} of them belonging to live "
-                "connections; those sockets stay open, but the app has lost their records.",
+                f"Warning: deleted {_count(records, 'connection:* record')}, {live} of them belonging to live "
+                f"{'connection' if live == 1 else 'connections'}; those sockets stay open, but the app has lost "
+                "their records.",
                 err=True,
             )
         elif records:
-            typer.echo(f"Note: deleted {records} connection:* records; none belonged to a live connection.", err=True)
-    typer.echo(f"Imported {result['imported']} items from {file}.")
+            typer.echo(
+                f"Note: deleted {_count(records, 'connection:* record')}; none belonged to a live connection.",
+                err=True,
+            )
+    typer.echo(f"Imported {_count(result['imported'], 'item')} from {file}.")
 
 
 @data_app.command("export")
@@ -303,7 +354,7 @@ def export_command(
         return Path(reply["path"]), reply["count"]
 
     path, count = _run(data_dir, lambda store: export_file(store, file, overwrite=overwrite), online)
-    typer.echo(f"Exported {count} items to {path}.")
+    typer.echo(f"Exported {_count(count, 'item')} to {path}.")
 
 
 @data_app.command("get")

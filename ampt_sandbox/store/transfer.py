@@ -72,9 +72,10 @@ def parse_import(text: str, name: str) -> list[Any]:
 def _decode_array(text: str) -> Any:
     """Decode JSON text like ``json.loads``, a top-level array one element per call.
 
-    ``json.loads`` holds the GIL for the whole text, which stalls the other
-    threads for about a second per 300 MB; between two elements, they can
-    run. Errors carry the same messages and positions as ``json.loads``.
+    ``json.loads`` holds the GIL for the whole text, so other threads stall
+    (about a second for 300 MB in one measurement). Between two elements,
+    they can run. Errors carry the same messages and positions as
+    ``json.loads``.
     """
     position = _skip_whitespace(text, 0)
     if not text.startswith("[", position):
