@@ -340,7 +340,9 @@ def test_deeply_nested_body_gets_400(sandbox: Sandbox) -> None:
     assert "Traceback" not in sandbox.output
 
 
-@pytest.mark.parametrize("length", ["-1", "1_0", "+5", "0x10", "\u0661"], ids=["negative", "underscore", "plus", "hex", "arabic-digit"])
+@pytest.mark.parametrize(
+    "length", ["-1", "1_0", "+5", "0x10", "\u0661"], ids=["negative", "underscore", "plus", "hex", "arabic-digit"]
+)
 def test_invalid_content_length_gets_400(sandbox: Sandbox, length: str) -> None:
     request = f"POST /pause HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n0123456789"
     response = send_raw_bytes(sandbox, request.encode("utf-8"))

@@ -319,12 +319,14 @@ def import_command(
         records = len(result.get("deleted_connections", []))
         live = result.get("deleted_live_connections", 0)
         if live:
-            typer.echo(
-                f"Warning: deleted {_count(records, 'connection:* record')}, {live} of them belonging to live "
-                f"{'connection' if live == 1 else 'connections'}; those sockets stay open, but the app has lost "
-                "their records.",
-                err=True,
-            )
+            if live == 1:
+                owners = "1 belonged to a live connection, whose socket stays open, but the app has lost its record"
+            else:
+                owners = (
+                    f"{live} belonged to live connections, whose sockets stay open, "
+                    "but the app has lost their records"
+                )
+            typer.echo(f"Warning: deleted {_count(records, 'connection:* record')}; {owners}.", err=True)
         elif records:
             typer.echo(
                 f"Note: deleted {_count(records, 'connection:* record')}; none belonged to a live connection.",
