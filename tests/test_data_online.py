@@ -36,8 +36,8 @@ async def test_data_commands_while_dev_runs(run_sandbox, tmp_path):
             data_command, "import", str(seed), "--overwrite", data_dir=data_dir, cwd=tmp_path
         )
         assert imported.returncode == 0, imported.stderr
-        assert "Imported 1 items" in imported.stdout
-        assert "deleted 1 connection:* records, 1 of them belonging to live connections" in imported.stderr
+        assert "Imported 1 item from" in imported.stdout
+        assert "deleted 1 connection:* record; 1 belonged to a live connection" in imported.stderr
 
         # The socket stays open after its record is gone.
         await ws.send(json.dumps({"lat": 3, "long": 4}))
