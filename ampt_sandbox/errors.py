@@ -1,4 +1,4 @@
-"""Exceptions that user code sees, shared by the runtime and the gateway.
+"""Exceptions raised to user code, shared by the runtime and the gateway.
 
 The tree::
 

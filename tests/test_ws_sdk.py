@@ -83,3 +83,9 @@ def test_for_id_builds_connection():
 async def test_sdk_call_outside_sandbox_explains(api):
     with pytest.raises(RuntimeError, match="only inside handlers run by 'ampt-sandbox dev'"):
         await api.send("L0SM9cOFvHcCIhw=", "x")
+
+
+@pytest.mark.parametrize("bad", [123, None])
+async def test_close_rejects_non_id(api, bad):
+    with pytest.raises(TypeError, match="connection id"):
+        await api.close(bad)

@@ -181,7 +181,14 @@ class WebSocketApi:
             WebSocketError: one of the ids is not connected (the others are
                 closed all the same).
         """
-        ids = [connection_ids] if isinstance(connection_ids, str) else list(connection_ids)
+        if isinstance(connection_ids, str):
+            ids = [connection_ids]
+        elif isinstance(connection_ids, (list, tuple, set, frozenset)):
+            ids = list(connection_ids)
+        else:
+            raise TypeError(
+                f"ws.close takes a connection id (str) or a list of them, got {connection_ids!r}"
+            )
         for connection_id in ids:
             if not isinstance(connection_id, str):
                 raise TypeError(f"connection id must be a str, got {connection_id!r}")
