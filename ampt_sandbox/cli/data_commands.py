@@ -23,6 +23,7 @@ import typer
 from ..errors import DataError
 from ..store import DataStore, StoreLockedError, StoreOpenError
 from ..store.datastore import JOURNAL_FILE_NAME
+from ..store.params import get_params
 from ..store.transfer import ImportResult, parse_import
 
 if TYPE_CHECKING:
@@ -160,29 +161,6 @@ def get_items(
     """Return what ``data.get`` returns for a key or pattern, times in epoch milliseconds."""
     params = get_params(key_or_pattern, limit=limit, reverse=reverse, start=start, meta=meta, label=label)
     return store.call("get", params)
-
-
-def get_params(
-    key_or_pattern: str,
-    *,
-    limit: int = 100,
-    reverse: bool = False,
-    start: str | None = None,
-    meta: bool = False,
-    label: str | None = None,
-) -> dict[str, Any]:
-    """Return the parameters of a ``get`` call, as the store and the management API take them."""
-    params: dict[str, Any] = {
-        "key": key_or_pattern,
-        "limit": limit,
-        "reverse": reverse,
-        "meta": meta,
-    }
-    if start is not None:
-        params["start"] = start
-    if label is not None:
-        params["label"] = label
-    return params
 
 
 def remove_items(store: DataStore, key: str) -> bool:

@@ -22,6 +22,7 @@ from ..errors import DataError, ValidationError
 from ..store.events import EventFilter, parse_event_filter
 from ..store.keys import LABEL_SLOTS, parse_key, parse_label_slot, parse_query, parse_removal_key
 from ..store.merge import ADD_NEEDS_NUMBER, VALUES_MUST_BE_NUMERIC, is_number
+from ..store.params import get_params
 from ..store.values import check_number, check_value, resolve_ttl
 
 logger = logging.getLogger("ampt_sandbox.sdk")
@@ -178,14 +179,7 @@ class Data:
         else:
             parse_query(key_or_pattern)
 
-        params: dict[str, Any] = {
-            "key": key_or_pattern,
-            "limit": limit,
-            "reverse": reverse,
-            "meta": meta,
-        }
-        if start is not None:
-            params["start"] = start
+        params = get_params(key_or_pattern, limit=limit, reverse=reverse, start=start, meta=meta)
         result = await self._call("get", params)
         if isinstance(result, dict) and "items" in result:
             return _decode_page(result)

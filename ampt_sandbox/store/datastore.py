@@ -70,6 +70,7 @@ from .transfer import (
     ImportResult,
     build_import_documents,
     export_entry,
+    overwrite_document,
 )
 from .values import check_item_size, check_value, resolve_ttl
 
@@ -444,15 +445,7 @@ class DataStore:
             except DataError as exc:
                 raise _with_key(exc, key) from None
 
-            document = new_document(value, None, now)
-            expires = resolve_ttl(entry.get("ttl"), now, key)
-            if expires is not None:
-                document["ttl"] = expires
-            for slot in LABEL_SLOTS:
-                if entry.get(slot) is not None:
-                    document[slot] = parse_label_value(entry[slot], slot).text
-            check_item_size(stored_attributes(key, document), key)
-            changes.append((key, document))
+            changes.append((key, overwrite_document(key, value, entry, now)))
 
         self._commit(changes)
         return {"items": [public_item(key, document, meta) for key, document in changes]}

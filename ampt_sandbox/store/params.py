@@ -18,6 +18,24 @@ MAX_LIMIT = 1000
 MAX_BATCH = 25
 
 
+def get_params(
+    key_or_pattern: Any,
+    *,
+    limit: Any = DEFAULT_LIMIT,
+    reverse: Any = False,
+    start: Any = None,
+    meta: Any = False,
+    label: Any = None,
+) -> dict[str, Any]:
+    """Build the params of a ``get`` call; ``start`` and ``label`` are left out when None."""
+    params: dict[str, Any] = {"key": key_or_pattern, "limit": limit, "reverse": reverse, "meta": meta}
+    if start is not None:
+        params["start"] = start
+    if label is not None:
+        params["label"] = label
+    return params
+
+
 def encode_label_start(label_name: str, key: str) -> str:
     # A label page resumes after a (label name, key) pair, since many items
     # may carry the same label value.

@@ -143,6 +143,15 @@ def _build_document(entry: Any, now_ms: int) -> tuple[str, Document]:
 
     key = parse_key(entry["key"]).text
     value = merge_value(MISSING, check_value(entry["value"]))
+    return key, overwrite_document(key, value, entry, now_ms)
+
+
+def overwrite_document(key: str, value: Any, entry: dict[str, Any], now_ms: int) -> Document:
+    """Build the document that a plain overwrite of ``key`` stores.
+
+    ``value`` is already checked. The TTL and labels come from ``entry``,
+    and the size of the whole item is checked against the 400 KB limit.
+    """
     document = new_document(value, None, now_ms)
     expires = resolve_ttl(entry.get("ttl"), now_ms, key)
     if expires is not None:
@@ -151,7 +160,7 @@ def _build_document(entry: Any, now_ms: int) -> tuple[str, Document]:
         if entry.get(slot) is not None:
             document[slot] = parse_label_value(entry[slot], slot).text
     check_item_size(stored_attributes(key, document), key)
-    return key, document
+    return document
 
 
 def export_entry(key: str, document: Document) -> dict[str, Any]:
