@@ -174,7 +174,7 @@ async def test_connection_age_limit_closes_with_1001(run_sandbox):
 async def test_unresponsive_client_found_by_keepalive(run_sandbox):
     sandbox = run_sandbox(ECHO, "--ping-interval", "0.3", "--ping-timeout", "0.3")
     ws = await connect(sandbox.url, ping_interval=None)
-    # Stop reading: the client never answers the gateway's pings.
+    # Stop reading, so the client sends no pong for the gateway's pings.
     ws.transport.pause_reading()
     try:
         await sandbox.expect(r"DISCONNECTED .*did not answer keepalive pings")

@@ -4,8 +4,8 @@ Each command's work is a plain function on a ``DataStore`` (``import_file``,
 ``export_file``, ``get_items``, ``remove_items``), so that the gateway's
 management API can run the same code on the store it owns. While a ``dev``
 process runs on ``--data-dir``, the Typer commands send their work through
-its management API, so the store keeps one writer; otherwise they open the
-store themselves and hold its lock, which keeps a ``dev`` out meanwhile.
+its management API, so the store keeps one writer. Otherwise they open the
+store themselves and hold its lock, so no ``dev`` can start meanwhile.
 """
 
 from __future__ import annotations

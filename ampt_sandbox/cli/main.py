@@ -92,7 +92,7 @@ def dev(
     ping_timeout: Annotated[float, typer.Option(help="Seconds to wait for a keepalive pong.")] = 20.0,
     max_send_queue: Annotated[int, typer.Option(help="Bytes queued for one client before it is closed with 1008.")] = 4 * 1024 * 1024,
     handshake_timeout: Annotated[float, typer.Option(help="Seconds a client has to send its handshake request before it is dropped.")] = 10.0,
-    log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.")] = LogLevel.info,
+    log_level: Annotated[LogLevel, typer.Option(help="Minimum level of the log lines shown.")] = LogLevel.info,
     seed: Annotated[Optional[Path], typer.Option("--seed", "-s", help="JSON data file to import at start; other keys are kept.")] = None,
     reseed: Annotated[bool, typer.Option("--reseed", "--rs", help="Import the --seed file (default data.json) again whenever it changes.")] = False,
     no_tui: Annotated[

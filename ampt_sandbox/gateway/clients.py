@@ -100,10 +100,10 @@ class Client:
             and websocket.protocol.state is State.OPEN
         ):
             # Fast path: nothing is waiting and the transport is below its
-            # high-water mark, so write the frame at once instead of waking
-            # the writer task; this saves a task switch per message. It uses
-            # the same protocol calls as websockets' own send() (websockets
-            # 14 to 17), minus the wait for the buffer to drain.
+            # high-water mark, so the frame is written at once. Waking the
+            # writer task would cost a task switch per message. The calls are
+            # those of websockets' own send() (websockets 14 to 17), without
+            # its wait for the buffer to drain.
             websocket.protocol.send_text(payload)
             websocket.send_data()
             self.messages_out += 1

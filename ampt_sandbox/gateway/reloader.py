@@ -37,7 +37,7 @@ async def watch_and_reload(
     burst of saves gives one reload. A deleted app file is reported and
     skipped; the last loaded code keeps serving until the file returns. A
     change that arrives while a load still runs ends that load with
-    ``abort_load``, so an import that hangs never blocks the next save.
+    ``abort_load``, so an import that hangs does not delay the next save's load.
     """
     root = app.parent
     paths = [root, *extra_paths]

@@ -1,4 +1,4 @@
-"""A runtime child process as the gateway sees it: start, load, stop."""
+"""The gateway's handle on a runtime child process: start, load, stop."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from ..channel.transport import Channel, connect_channel
 logger = logging.getLogger("ampt_sandbox.gateway.runtime")
 app_logger = logging.getLogger("ampt_sandbox.app")
 
-# Output of user code is read a line at a time; longer lines are logged in
-# parts of this many bytes, each cut to SHOWN_LINE_CHARS characters.
+# Output of user code is read a line at a time. A longer line is logged in
+# parts of this many bytes, and each part is cut to SHOWN_LINE_CHARS characters.
 OUTPUT_LINE_LIMIT = 1024 * 1024
 SHOWN_LINE_CHARS = 10_000
 
@@ -34,7 +34,7 @@ START_TIMEOUT = 30.0
 class LoadResult:
     ok: bool
     handlers: dict[str, float] = field(default_factory=dict)
-    # Longest timeout of the data change handlers in seconds; 0 when none.
+    # Maximum timeout of the data change handlers in seconds, or 0 without any.
     data_events: float = 0.0
     error: str = ""
     traceback: str = ""
@@ -45,8 +45,8 @@ class LoadResult:
 def _quiet_future() -> asyncio.Future[Any]:
     """Return a future whose exception counts as seen even when no one awaits it.
 
-    A runtime that exits fails its pending futures; when it was killed on
-    purpose nobody waits for them, and asyncio would log the error at exit.
+    A runtime that exits fails its pending futures. When it was killed on
+    purpose no coroutine awaits them, and asyncio would log the error at exit.
     """
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.add_done_callback(lambda done: done.cancelled() or done.exception())
@@ -54,15 +54,15 @@ def _quiet_future() -> asyncio.Future[Any]:
 
 
 class RuntimeExited(Exception):
-    """The runtime process ended before it answered."""
+    """The runtime process ended before it sent the expected frame."""
 
 
 class RuntimeProcess:
     """One runtime child process and its end of the channel.
 
     Frames other than READY, LOADED and LOAD_FAILED are passed to
-    ``on_frames`` together with this object, so the gateway knows which
-    runtime sent them.
+    ``on_frames`` together with this object, which identifies the runtime
+    that sent them.
     """
 
     def __init__(

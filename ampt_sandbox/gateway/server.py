@@ -29,14 +29,11 @@ from .clients import Client, describe_close, new_connection_id, new_request_id
 from .config import GatewayConfig
 from .runtime_process import RuntimeProcess
 from .static import PUBLIC_FOLDER, is_websocket_upgrade, respond_static
-from .supervisor import Supervisor
+from .supervisor import HUNG_GRACE, Supervisor
 
 logger = logging.getLogger("ampt_sandbox.gateway")
 app_logger = logging.getLogger("ampt_sandbox.app")
 
-# A runtime gets this long past a handler's own timeout before the gateway
-# decides its event loop is blocked and replaces it.
-HUNG_GRACE = 1.0
 PREVIEW_CHARS = 80
 
 TOO_MANY_REQUESTS = "Too Many Requests"
@@ -361,7 +358,6 @@ class Gateway:
             self.close_codes[int(code)] += 1
         self.counters["disconnections"] += 1
         logger.info("Disconnected %s: %s", client.id, reason)
-        self.supervisor.forget_connection(client.id)
         if "disconnected" in self.handlers:
             self._invoke(
                 Op.DISCONNECTED, "disconnected", client.id, json.dumps({"reason": reason}).encode(), limited=False
@@ -404,10 +400,9 @@ class Gateway:
     ) -> Invocation:
         request_id = next(self._request_ids) & 0xFFFFFFFF
         frame = encode_frame(op, payload, request_id=request_id, connection_id=connection_id)
-        now = self.loop.time()
-        timeout = self.handlers.get(event, 5.0)
+        # The supervisor sets started and deadline when a runtime receives it.
         invocation = Invocation(
-            request_id, event, connection_id, frame, None, now, now + timeout + HUNG_GRACE, limited,
+            request_id, event, connection_id, frame, None, 0.0, 0.0, limited,
             self.loop.create_future() if wait else None,
         )
         self.invocations[request_id] = invocation

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ampt_sandbox.gateway.supervisor")
 
 MAX_RESTART_DELAY = 5.0
+# A runtime gets this long past a handler's own timeout before the gateway
+# decides its event loop is blocked and replaces it.
+HUNG_GRACE = 1.0
 # An app import that takes longer than this is treated as failed, so that
 # code blocking at import time (a sleep, a network call) cannot hang a load.
 LOAD_TIMEOUT = 10.0
@@ -170,7 +173,7 @@ class Supervisor:
         invocation.runtime = runtime
         timeout = self.handlers.get(invocation.event, 5.0)
         invocation.started = loop.time()
-        invocation.deadline = invocation.started + timeout + 1.0
+        invocation.deadline = invocation.started + timeout + HUNG_GRACE
         runtime.write(invocation.frame)
 
     def broadcast(self, frame: bytes) -> None:
@@ -178,9 +181,6 @@ class Supervisor:
         for runtime in (self.active, *self.retiring):
             if runtime is not None and runtime.alive:
                 runtime.write(frame)
-
-    def forget_connection(self, connection_id: str) -> None:
-        """Nothing to do yet: runtimes learn of closes through DISCONNECTED."""
 
     def _fail_backlog(self, why: str) -> None:
         backlog, self.backlog = self.backlog, []

@@ -1,4 +1,4 @@
-"""How message text becomes a handler argument and a value becomes text (no I/O).
+"""Conversion of message text to handler arguments and of values to text (no I/O).
 
 Both directions follow the cloud SDK, which runs on JavaScript: incoming
 text goes through ``JSON.parse`` when it parses, and outgoing values through
@@ -96,7 +96,7 @@ def encode_outgoing(data: Any) -> bytes:
     """Return the UTF-8 text frame payload that ``ws.send(id, data)`` sends.
 
     Raises:
-        TypeError: ``data`` is bytes, holds a value JSON cannot encode, or
+        TypeError: ``data`` is bytes, contains a value JSON cannot encode, or
             is nested beyond Python's recursion limit.
     """
     if isinstance(data, str):

@@ -1,7 +1,7 @@
 """Entry point of the runtime child process: ``python -m ampt_sandbox.runtime --fd N``.
 
 The gateway starts this process with one end of a socket pair. The runtime
-reports READY once the SDK is imported, imports the app when told to (LOAD),
+reports READY once the SDK is imported, imports the app on a LOAD frame,
 then runs one asyncio task per invocation until the gateway sends SHUTDOWN
 or the channel closes.
 """
@@ -60,7 +60,7 @@ def _json(value: Any) -> bytes:
 
 
 class Runtime:
-    def __init__(self, app_path: str | None = None) -> None:
+    def __init__(self) -> None:
         self.channel: Channel | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         # Deadlines of the ws handlers running now: (deadline, timeout, event).
@@ -70,7 +70,6 @@ class Runtime:
         self.expired: dict[asyncio.Task[None], str] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.stopping = asyncio.Event()
-        self.app_path = app_path
 
     # Dispatch of incoming frames, one call per read from the channel.
 

@@ -167,7 +167,7 @@ class WebSocketApi:
             raise InvalidConnectionError(connection_id)
 
     async def is_connected(self, connection_id: str) -> bool:
-        """Return whether the connection is open, as the gateway sees it now."""
+        """Return whether the gateway has the connection open now."""
         if not isinstance(connection_id, str):
             raise TypeError(f"connection id must be a str, got {connection_id!r}")
         if not _could_be_connection_id(connection_id):
